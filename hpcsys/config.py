@@ -1,0 +1,604 @@
+"""Run configuration: one typed schema that validates, supplies defaults and documents.
+
+Every tunable of a run lives here, once. Each section of a YAML config file maps
+to a frozen dataclass below; each field carries its default, a one-line doc
+string and an optional check in its metadata, so the same table drives
+
+* loading and validation (:func:`load_config`, :func:`parse_config`),
+* command-line overrides (``--set sky.nside=128``, :func:`apply_overrides`),
+* the configuration reference in the documentation (:func:`config_reference`).
+
+A bad value raises :class:`ConfigError` with one line naming the dotted key,
+e.g. ``sky.nside: must be a power of two, got 100``.
+
+This module is a leaf: it imports nothing else from :mod:`hpcsys`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "config_reference",
+    "METHOD_NAMES",
+    "SCENARIOS",
+    "LIKELIHOODS",
+    "TEMPLATE_FAMILIES",
+]
+
+#: The six decontamination methods of Berlfein+24 Section 3, in table order.
+METHOD_NAMES: tuple[str, ...] = ("OLS", "ElasticNet", "ISD-1", "ISD-3", "MCMC-add", "MCMC-comb")
+#: Contamination scenarios (Berlfein+24 Eqs. 11-13 plus the uncontaminated null).
+SCENARIOS: tuple[str, ...] = ("null", "additive", "multiplicative", "combined")
+#: Pixel likelihoods (Berlfein+24 Eqs. 17-18).
+LIKELIHOODS: tuple[str, ...] = ("gaussian", "skewnormal")
+#: Template spectral families (SCIENCE.md section 2).
+TEMPLATE_FAMILIES: tuple[str, ...] = ("exp", "gauss", "power2", "power1", "white")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range.
+
+    The message is one line and starts with the dotted key (or the file name).
+    """
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _param(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """Declare a config field with its default, documentation and value check."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else f"must be >= 0, got {v}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v}"
+
+
+def _open_unit(v: float) -> str | None:
+    return None if 0 < v < 1 else f"must be in (0, 1), got {v}"
+
+
+def _power_of_two(v: int) -> str | None:
+    if v < 1 or v > 8192 or v & (v - 1):
+        return f"must be a power of two between 1 and 8192, got {v}"
+    return None
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
+
+    return check
+
+
+def _subset_of(choices: tuple[str, ...]) -> Callable[[tuple[str, ...]], str | None]:
+    def check(v: tuple[str, ...]) -> str | None:
+        if len(v) == 0:
+            return "must name at least one entry"
+        bad = [x for x in v if x not in choices]
+        if bad:
+            return f"unknown entries {bad}; choose from {', '.join(choices)}"
+        if len(set(v)) != len(v):
+            return f"entries must be unique, got {list(v)}"
+        return None
+
+    return check
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None else check(v)
+
+
+def _at_least(n: int) -> Callable[[int], str | None]:
+    return lambda v: None if v >= n else f"must be >= {n}, got {v}"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """``run:`` — identity, size and reproducibility of a run."""
+
+    name: str = _param("hpcsys", "Run name, used in output file names.")
+    output_dir: str = _param(
+        "runs/{name}", "Output directory; ``{name}`` is replaced by ``run.name``."
+    )
+    master_seed: int = _param(
+        20240124,
+        "Master seed. Every random stream derives from it and a task index "
+        "(SeedSequence spawn keys), never from the MPI rank.",
+        _non_negative,
+    )
+    n_realisations: int = _param(8, "Mock realisations per scenario.", _at_least(1))
+    scenarios: tuple[str, ...] = _param(
+        SCENARIOS, "Contamination scenarios to simulate.", _subset_of(SCENARIOS)
+    )
+    precision: str = _param(
+        "float64",
+        "Floating-point precision of the JAX core, switched on by the entry point.",
+        _one_of("float64", "float32"),
+    )
+
+
+@dataclass(frozen=True)
+class SkySection:
+    """``sky:`` — HEALPix grid, footprint, true field and galaxy counts (SCIENCE.md 1)."""
+
+    nside: int = _param(64, "HEALPix NSIDE (RING ordering).", _power_of_two)
+    footprint: str = _param(
+        "kids",
+        "Footprint: ``kids`` (KiDS-1000-like strips), ``full``, ``cap`` or ``file``.",
+        _one_of("kids", "full", "cap", "file"),
+    )
+    cap_radius_deg: float = _param(
+        30.0,
+        "Radius of the ``cap`` footprint in degrees.",
+        lambda v: None if 0 < v <= 180 else f"must be in (0, 180], got {v}",
+    )
+    mask_file: str | None = _param(
+        None, "HEALPix FITS mask (non-zero = observed) for ``footprint: file``."
+    )
+    spectrum: str = _param(
+        "kids",
+        "Target galaxy C_l: ``kids`` (tabulated, shipped with hpcsys) or a path to a "
+        "two-column text file (ell, C_ell).",
+    )
+    galaxy_bias: float = _param(1.0, "Linear galaxy bias multiplying the tabulated C_l^(1/2).", _positive)
+    number_density: float = _param(
+        1.0, "Mean galaxy number density in galaxies per arcmin^2.", _positive
+    )
+    shot_noise: bool = _param(True, "Draw Poisson galaxy counts (else use the field itself).")
+
+
+@dataclass(frozen=True)
+class TemplatesSection:
+    """``templates:`` — systematic template maps (SCIENCE.md 2)."""
+
+    n_templates: int = _param(5, "Number of templates K.", _at_least(1))
+    families: tuple[str, ...] = _param(
+        TEMPLATE_FAMILIES,
+        "Spectral families assigned to templates in turn (cycled over K).",
+        _subset_of(TEMPLATE_FAMILIES),
+    )
+    correlation: float = _param(
+        0.3,
+        "Uniform correlation coefficient between template pairs (ignored when "
+        "``correlation_matrix`` is given).",
+        lambda v: None if -1 < v < 1 else f"must be in (-1, 1), got {v}",
+    )
+    correlation_matrix: tuple[tuple[float, ...], ...] | None = _param(
+        None, "Explicit K x K template correlation matrix (symmetric, positive definite)."
+    )
+    redraw: bool = _param(
+        False, "Redraw templates in every realisation (default: fixed, as in a survey)."
+    )
+
+
+@dataclass(frozen=True)
+class ContaminationSection:
+    """``contamination:`` — true (a, b) of Berlfein+24 Eqs. 11-13 (SCIENCE.md 3)."""
+
+    additive_amplitude: float = _param(
+        0.02, "RMS of the non-zero additive coefficients a_i.", _non_negative
+    )
+    multiplicative_amplitude: float = _param(
+        0.05, "RMS of the non-zero multiplicative coefficients b_i.", _non_negative
+    )
+    zero_fraction: float = _param(
+        0.4, "Fraction of coefficients set exactly to zero.", _fraction
+    )
+
+
+@dataclass(frozen=True)
+class MethodsSection:
+    """``methods:`` — the six estimators and the MLE fits (SCIENCE.md 5)."""
+
+    names: tuple[str, ...] = _param(
+        METHOD_NAMES, "Methods to run, by name.", _subset_of(METHOD_NAMES)
+    )
+    likelihoods: tuple[str, ...] = _param(
+        LIKELIHOODS, "Likelihoods for the MLE fits and the LRT.", _subset_of(LIKELIHOODS)
+    )
+    pca: bool = _param(True, "Fit in the PCA-rotated template basis (Berlfein+24 App. A).")
+    mle_max_iter: int = _param(200, "Maximum Newton iterations of an MLE fit.", _at_least(1))
+    mle_tol: float = _param(1e-9, "Convergence tolerance on the Newton decrement.", _positive)
+    isd_threshold: float = _param(
+        3.0,
+        "ISD stops when no template's 1-D fit improves chi^2 by more than threshold^2 "
+        "(i.e. 'threshold' sigma).",
+        _positive,
+    )
+    isd_max_iter: int = _param(50, "Maximum ISD iterations.", _at_least(1))
+    elasticnet_folds: int = _param(5, "Cross-validation folds (grouped by sky patch).", _at_least(2))
+    elasticnet_l1_ratio: tuple[float, ...] = _param(
+        (0.1, 0.5, 0.9, 1.0), "l1/(l1+l2) mixing ratios scanned by cross-validation."
+    )
+    elasticnet_patch_nside: int = _param(
+        4, "NSIDE of the sky patches that define the CV groups.", _power_of_two
+    )
+    mcmc_backend: str = _param(
+        "emcee",
+        "Ensemble sampler: ``emcee`` (reference) or ``jax`` (device-resident AIES).",
+        _one_of("emcee", "jax"),
+    )
+    mcmc_walkers: int = _param(64, "Walkers of the ensemble sampler.", _at_least(4))
+    mcmc_steps: int = _param(600, "Steps per walker (including burn-in).", _at_least(2))
+    mcmc_burn_in: int = _param(200, "Burn-in steps discarded.", _non_negative)
+    mcmc_thin: int = _param(1, "Thinning of the stored chain.", _at_least(1))
+
+
+@dataclass(frozen=True)
+class TwoPointSection:
+    """``twopoint:`` — w(theta) with TreeCorr (SCIENCE.md 7)."""
+
+    theta_min_arcmin: float | None = _param(
+        None, "Smallest bin edge in arcmin (default: two pixel sizes).", _optional(_positive)
+    )
+    theta_max_arcmin: float = _param(300.0, "Largest bin edge in arcmin.", _positive)
+    n_bins: int = _param(12, "Number of logarithmic bins.", _at_least(2))
+    bin_slop: float = _param(0.1, "TreeCorr bin_slop.", _non_negative)
+    n_threads: int | None = _param(
+        None, "TreeCorr threads per rank (default: the rank's CPU share).", _optional(_at_least(1))
+    )
+
+
+@dataclass(frozen=True)
+class AnalysisSection:
+    """``analysis:`` — reduction over realisations (SCIENCE.md 8-9)."""
+
+    alpha: float = _param(0.05, "Significance level of the likelihood-ratio tests.", _open_unit)
+
+
+@dataclass(frozen=True)
+class ParallelSection:
+    """``parallel:`` — MPI task distribution and per-rank resources."""
+
+    distribution: str = _param(
+        "dynamic",
+        "Task distribution: ``dynamic`` (rank-0 queue) or ``cyclic`` (static).",
+        _one_of("dynamic", "cyclic"),
+    )
+    threads_per_rank: int | None = _param(
+        None,
+        "CPU threads per rank for XLA/OpenMP/TreeCorr (default: cores / ranks on the node).",
+        _optional(_at_least(1)),
+    )
+    gpu_memory_fraction: float | None = _param(
+        None,
+        "XLA memory fraction per rank when ranks share a GPU (default: 1/ranks per GPU).",
+        _optional(_open_unit),
+    )
+
+
+_SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "sky": SkySection,
+    "templates": TemplatesSection,
+    "contamination": ContaminationSection,
+    "methods": MethodsSection,
+    "twopoint": TwoPointSection,
+    "analysis": AnalysisSection,
+    "parallel": ParallelSection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated run configuration.
+
+    Attributes are the sections; ``text`` is the YAML the run was built from
+    (after overrides), stored verbatim in every output for provenance.
+    """
+
+    run: RunSection = field(default_factory=RunSection)
+    sky: SkySection = field(default_factory=SkySection)
+    templates: TemplatesSection = field(default_factory=TemplatesSection)
+    contamination: ContaminationSection = field(default_factory=ContaminationSection)
+    methods: MethodsSection = field(default_factory=MethodsSection)
+    twopoint: TwoPointSection = field(default_factory=TwoPointSection)
+    analysis: AnalysisSection = field(default_factory=AnalysisSection)
+    parallel: ParallelSection = field(default_factory=ParallelSection)
+    source: str = "<defaults>"
+
+    @property
+    def output_dir(self) -> Path:
+        """The run directory with ``{name}`` substituted."""
+        return Path(self.run.output_dir.format(name=self.run.name))
+
+    @property
+    def n_templates(self) -> int:
+        """Number of templates K."""
+        return self.templates.n_templates
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dictionary (lists for tuples), suitable for YAML."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in _SECTIONS:
+            sec = getattr(self, name)
+            out[name] = {f.name: _plain(getattr(sec, f.name)) for f in dataclasses.fields(sec)}
+        return out
+
+    @property
+    def text(self) -> str:
+        """The full resolved configuration as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **overrides: Any) -> Config:
+        """Return a copy with dotted-key overrides, e.g. ``replace(**{"sky.nside": 32})``."""
+        return apply_overrides(self, [f"{k}={yaml.safe_dump(_plain(v)).strip()}" for k, v in
+                                      overrides.items()])
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Coerce a YAML value to the annotated type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            if args and args[-1] is Ellipsis and not isinstance(value, (list, tuple, dict)):
+                value = [value]  # a scalar where a list is expected: a one-element list
+            else:
+                raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()
+        ):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields_))
+    if unknown:
+        raise ConfigError(
+            f"{name}.{unknown[0]}: unknown key; valid keys of '{name}' are "
+            f"{', '.join(fields_)}"
+        )
+    values = {}
+    for fname, f in fields_.items():
+        key = f"{name}.{fname}"
+        value = _coerce(key, raw[fname], hints[fname]) if fname in raw else f.default
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            msg = check(value)
+            if msg:
+                raise ConfigError(f"{key}: {msg}")
+        values[fname] = value
+    return cls(**values)
+
+
+def _cross_checks(cfg: Config) -> None:
+    """Checks that involve more than one key."""
+    K = cfg.templates.n_templates
+    if cfg.sky.footprint == "file":
+        if not cfg.sky.mask_file:
+            raise ConfigError("sky.mask_file: required when sky.footprint is 'file'")
+        if not Path(cfg.sky.mask_file).is_file():
+            raise ConfigError(f"sky.mask_file: file not found: {cfg.sky.mask_file}")
+    if cfg.sky.spectrum != "kids" and not Path(cfg.sky.spectrum).is_file():
+        raise ConfigError(f"sky.spectrum: not 'kids' and no such file: {cfg.sky.spectrum}")
+    m = cfg.templates.correlation_matrix
+    if m is not None:
+        if len(m) != K or any(len(row) != K for row in m):
+            raise ConfigError(
+                f"templates.correlation_matrix: must be {K} x {K} (templates.n_templates)"
+            )
+        import numpy as np
+
+        arr = np.asarray(m, dtype=float)
+        if not np.allclose(arr, arr.T) or not np.allclose(np.diag(arr), 1.0):
+            raise ConfigError(
+                "templates.correlation_matrix: must be symmetric with unit diagonal"
+            )
+        if np.linalg.eigvalsh(arr).min() <= 0:
+            raise ConfigError("templates.correlation_matrix: must be positive definite")
+    elif K > 1 and cfg.templates.correlation <= -1.0 / (K - 1):
+        raise ConfigError(
+            f"templates.correlation: must exceed -1/(K-1) = {-1.0 / (K - 1):.4g} for "
+            f"K = {K} templates to give a positive-definite matrix"
+        )
+    if cfg.methods.mcmc_burn_in >= cfg.methods.mcmc_steps:
+        raise ConfigError(
+            f"methods.mcmc_burn_in: must be smaller than methods.mcmc_steps "
+            f"({cfg.methods.mcmc_steps}), got {cfg.methods.mcmc_burn_in}"
+        )
+    for r in cfg.methods.elasticnet_l1_ratio:
+        if not 0 < r <= 1:
+            raise ConfigError(f"methods.elasticnet_l1_ratio: entries must be in (0, 1], got {r}")
+    tp = cfg.twopoint
+    tmin = tp.theta_min_arcmin
+    if tmin is not None and tmin >= tp.theta_max_arcmin:
+        raise ConfigError(
+            f"twopoint.theta_min_arcmin: must be below twopoint.theta_max_arcmin "
+            f"({tp.theta_max_arcmin}), got {tmin}"
+        )
+
+
+def parse_config(raw: Mapping[str, Any] | None, source: str = "<dict>") -> Config:
+    """Validate a nested mapping (as read from YAML) into a :class:`Config`.
+
+    Parameters
+    ----------
+    raw : mapping or None
+        ``{section: {key: value}}``; missing keys take their defaults.
+    source : str
+        Where the mapping came from (a file name), for messages and provenance.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the offending dotted key.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{unknown[0]}: unknown section; valid sections are {', '.join(_SECTIONS)}"
+        )
+    sections = {name: _build_section(name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}
+    cfg = Config(**sections, source=source)
+    _cross_checks(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a YAML run configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        YAML file with the sections of :class:`Config`.
+    overrides : list of str
+        ``"section.key=value"`` strings; values are parsed as YAML.
+
+    Returns
+    -------
+    Config
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    _merge_overrides(raw, overrides)
+    return parse_config(raw, source=str(path))
+
+
+def _merge_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected section.key=value")
+        key, _, value = item.partition("=")
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set {key}: expected section.key=value")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse override value {value!r}") from None
+        sec = raw.setdefault(parts[0], {})
+        if not isinstance(sec, dict):
+            raise ConfigError(f"{parts[0]}: expected a mapping of keys")
+        sec[parts[1]] = parsed
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Return ``cfg`` with ``section.key=value`` overrides applied and re-validated."""
+    raw = cfg.to_dict()
+    _merge_overrides(raw, overrides)
+    return parse_config(raw, source=cfg.source)
+
+
+def config_reference() -> str:
+    """reStructuredText tables of every section, key, type, default and meaning."""
+    lines = []
+    for name, cls in _SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        title = f"``{name}``"
+        lines += [title, "~" * len(title), "", (cls.__doc__ or "").strip(), ""]
+        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 20 15 15 50", ""]
+        lines += ["   * - key", "     - type", "     - default", "     - meaning"]
+        for f in dataclasses.fields(cls):
+            tp = str(hints[f.name]).replace("typing.", "").replace("<class '", "")
+            tp = tp.replace("'>", "")
+            default = yaml.safe_dump(_plain(f.default), default_flow_style=True).strip()
+            default = default.removesuffix("...").strip()
+            lines += [
+                f"   * - ``{f.name}``",
+                f"     - ``{tp}``",
+                f"     - ``{default}``",
+                f"     - {f.metadata['doc']}",
+            ]
+        lines.append("")
+    return "\n".join(lines)
