@@ -1,0 +1,117 @@
+"""One interface for the six decontamination methods (Berlfein+24 Section 3).
+
+Every method takes a :class:`MapData` (observed overdensity and templates on
+the footprint) and returns a :class:`MethodResult` with the same fields
+whatever the method: coefficients that a method does not estimate are zero and
+their errors ``nan``; diagnostics that do not apply are ``nan``/``-1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["MapData", "MethodDiagnostics", "MethodResult"]
+
+
+@dataclass(frozen=True)
+class MapData:
+    """An observed overdensity map and its templates, restricted to the footprint.
+
+    Attributes
+    ----------
+    delta : ndarray, shape (Npix,)
+        Observed overdensity ``delta_obs`` on the footprint pixels.
+    templates : ndarray, shape (K, Npix)
+        Template maps on the same pixels (standardised: mean 0, std 1).
+    pixels : ndarray of int, shape (Npix,)
+        HEALPix RING indices of the footprint pixels.
+    nside : int
+        HEALPix NSIDE.
+    names : tuple of str
+        Template names (length K).
+    """
+
+    delta: np.ndarray
+    templates: np.ndarray
+    pixels: np.ndarray
+    nside: int
+    names: tuple[str, ...] = ()
+
+    @property
+    def n_templates(self) -> int:
+        """Number of templates K."""
+        return int(self.templates.shape[0])
+
+    @property
+    def n_pixels(self) -> int:
+        """Number of footprint pixels."""
+        return int(self.delta.shape[0])
+
+
+@dataclass(frozen=True)
+class MethodDiagnostics:
+    """Convergence and cost of one method run (``nan``/``-1`` where not applicable)."""
+
+    converged: bool
+    n_iterations: int = -1
+    acceptance_fraction: float = float("nan")
+    autocorr_time: float = float("nan")  # max over parameters, in steps
+    effective_samples: float = float("nan")  # min over parameters
+    hit_pole: bool = False  # a fit or sampler ran into 1 + b.t_p = 0
+    wall_time: float = float("nan")  # seconds
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What every method returns.
+
+    Attributes
+    ----------
+    name : str
+        Method name (``OLS``, ``ElasticNet``, ``ISD-1``, ``ISD-3``, ``MCMC-add``, ``MCMC-comb``).
+    model : str
+        Contamination model the method assumes (``additive``, ``multiplicative``, ``combined``).
+    a, b : ndarray, shape (K,)
+        Point estimates in the original (unrotated) template basis; for MCMC the
+        maximum of the posterior refined to the MLE, never a median. Zero where
+        the model has no such term.
+    a_err, b_err : ndarray, shape (K,)
+        1-sigma errors (``nan`` where not estimated).
+    cov : ndarray, shape (2K, 2K)
+        Covariance of ``(a, b)``; ``nan`` blocks where not estimated.
+    a_mean, b_mean, a_std, b_std : ndarray, shape (K,)
+        Posterior mean and standard deviation (MCMC only; ``nan`` otherwise).
+    sigma : float
+        Fitted pixel scale ``s`` (``nan`` where not estimated).
+    weights : ndarray, shape (Npix,)
+        Per-pixel weights ``1/(1 + b.t_p)`` for weighting methods, ones otherwise.
+    corrected : ndarray, shape (Npix,)
+        The method's estimate of the true overdensity map.
+    diagnostics : MethodDiagnostics
+    """
+
+    name: str
+    model: str
+    a: np.ndarray
+    b: np.ndarray
+    a_err: np.ndarray
+    b_err: np.ndarray
+    cov: np.ndarray
+    sigma: float
+    weights: np.ndarray
+    corrected: np.ndarray
+    diagnostics: MethodDiagnostics
+    a_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        K = self.a.shape[0]
+        nan = np.full(K, np.nan)
+        for name in ("a_mean", "b_mean", "a_std", "b_std"):
+            if getattr(self, name).shape != (K,):
+                object.__setattr__(self, name, nan.copy())
