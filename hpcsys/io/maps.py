@@ -1,0 +1,637 @@
+"""Reading and validating a user's own HEALPix maps for ``hpcsys fit``.
+
+Two steps, both NumPy/healpy/astropy only (this module is a leaf of the
+package: it imports nothing else from :mod:`hpcsys`):
+
+1. :func:`load_user_maps` reads the observed map, the template maps and an
+   optional mask from HEALPix FITS files into full-sky RING arrays
+   (:class:`UserMaps`).
+2. :func:`prepare_maps` turns full-sky arrays (read from files or passed by a
+   caller) into footprint vectors ready for the estimators
+   (:class:`PreparedMaps`): the footprint, the overdensity, standardised
+   templates and an account of everything that was masked or dropped.
+
+Every problem with the input raises :class:`MapInputError` (a ``ValueError``)
+with one line that starts with the offending file or argument. The handling
+of each kind of bad input is fixed and documented here:
+
+==============================  ==============================================
+input                           handling
+==============================  ==============================================
+missing file, directory         refused
+file that is not FITS           refused
+FITS without a HEALPix table    refused (healpy's reason quoted)
+no ``ORDERING`` keyword         refused: RING and NESTED cannot be told apart
+``ORDERING = NESTED``           reordered to RING, with a note
+other ``ORDERING`` values       refused
+cut-sky (``INDXSCHM=EXPLICIT``) expanded to full sky, missing pixels masked
+NSIDE differs between files     refused, naming both files
+map file with several columns   refused (one map per file)
+NaN, +-inf, ``UNSEEN`` pixels   masked in every map, counts reported
+mask                            ``mask > 0`` is observed; NaN/UNSEEN are not;
+                                mask values are not used as weights
+empty footprint                 refused
+counts without a mask           refused (zero counts vs unobserved is ambiguous)
+negative counts, zero total     refused
+overdensity with mean far       kept, with a note (did you mean ``--counts``?)
+from 0 on the footprint
+constant template               dropped, reason reported
+duplicated template, or a       dropped (the later one), reason reported
+linear combination of earlier
+templates
+all templates dropped / none    refused
+==============================  ==============================================
+
+Counts are turned into the overdensity of SCIENCE.md section 1,
+``delta_p = N_p / mean(N) - 1`` on the footprint. Templates are standardised on
+the footprint (mean 0, standard deviation 1; Berlfein+24 Section 2.2), so
+fitted coefficients are per standard deviation of each template; the raw means
+and standard deviations are kept to convert back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "HealpixFile",
+    "MapInputError",
+    "PreparedMaps",
+    "UserMaps",
+    "bad_pixels",
+    "load_user_maps",
+    "prepare_maps",
+    "read_healpix",
+]
+
+#: A template whose footprint standard deviation is below this fraction of its
+#: largest absolute value is treated as constant.
+CONSTANT_RTOL = 1e-10
+#: A template is dropped as linearly dependent when the earlier kept templates
+#: explain all but this fraction of its variance.
+DEPENDENT_TOL = 1e-8
+#: Templates closer than this to dependence are kept but noted.
+NEAR_DEPENDENT_TOL = 1e-4
+#: |mean| of an overdensity map on the footprint above which a note is added.
+MEAN_NOTE_THRESHOLD = 0.1
+
+
+class MapInputError(ValueError):
+    """A user map file or array is missing, unreadable, inconsistent or unusable.
+
+    The message is one line and starts with the file name or argument name.
+    """
+
+
+def _healpy():
+    import healpy as hp
+
+    return hp
+
+
+def bad_pixels(values: np.ndarray) -> np.ndarray:
+    """Boolean mask of unusable pixels: NaN, +-inf or HEALPix ``UNSEEN``.
+
+    Parameters
+    ----------
+    values : ndarray
+        Map values, any shape.
+
+    Returns
+    -------
+    ndarray of bool, same shape.
+    """
+    hp = _healpy()
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        unseen = np.abs(values - hp.UNSEEN) <= abs(hp.UNSEEN) * 1e-5
+    return ~np.isfinite(values) | unseen
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class HealpixFile:
+    """The columns of one HEALPix FITS file, in RING ordering.
+
+    Attributes
+    ----------
+    path : str
+        The file as given.
+    values : ndarray, shape (C, 12 nside^2)
+        Column values (float64, RING ordering; missing cut-sky pixels are ``UNSEEN``).
+    columns : tuple of str
+        Column names (``TTYPEn``), length C.
+    nside : int
+    ordering : str
+        ``RING`` or ``NESTED`` as found in the header (values are always RING).
+    notes : tuple of str
+        What was done to the file's contents (reordering, cut-sky expansion).
+    """
+
+    path: str
+    values: np.ndarray
+    columns: tuple[str, ...]
+    nside: int
+    ordering: str
+    notes: tuple[str, ...]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_healpix(path: str | Path) -> HealpixFile:
+    """Read every map column of a HEALPix FITS file, reordered to RING.
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file whose first extension is a HEALPix binary table (as written
+        by ``healpy.write_map``), full-sky or cut-sky.
+
+    Returns
+    -------
+    HealpixFile
+
+    Raises
+    ------
+    MapInputError
+        Missing file, not FITS, no HEALPix table, no or unknown ``ORDERING``.
+    """
+    import astropy.io.fits as fits
+
+    hp = _healpy()
+    p = Path(path)
+    if not p.exists():
+        raise MapInputError(f"{path}: no such file")
+    if not p.is_file():
+        raise MapInputError(f"{path}: not a regular file")
+    try:
+        with fits.open(p, memmap=False) as hdul:
+            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+                raise MapInputError(
+                    f"{path}: FITS file without a HEALPix binary table in extension 1"
+                )
+            header = hdul[1].header
+            ordering = str(header.get("ORDERING", "")).strip().upper()
+            indxschm = str(header.get("INDXSCHM", "IMPLICIT")).strip().upper()
+    except MapInputError:
+        raise
+    except OSError as exc:
+        raise MapInputError(f"{path}: not a FITS file ({_first_line(exc)})") from None
+    except Exception as exc:  # astropy raises assorted errors on corrupt files
+        raise MapInputError(f"{path}: unreadable FITS file ({_first_line(exc)})") from None
+    if not ordering:
+        raise MapInputError(
+            f"{path}: no ORDERING keyword in the HEALPix header; RING and NESTED cannot be "
+            "told apart (add ORDERING = 'RING' or 'NESTED')"
+        )
+    if ordering not in ("RING", "NESTED"):
+        raise MapInputError(
+            f"{path}: ORDERING = {ordering!r} is not supported (expected RING or NESTED)"
+        )
+    try:
+        values, hdr = hp.read_map(
+            str(p), field=None, nest=None, h=True, dtype=np.float64, memmap=False
+        )
+    except Exception as exc:
+        raise MapInputError(f"{path}: not a readable HEALPix map ({_first_line(exc)})") from None
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    hdr = dict(hdr)
+    npix = values.shape[1]
+    if not hp.isnpixok(npix):
+        raise MapInputError(f"{path}: {npix} pixels is not 12 NSIDE^2 for any NSIDE")
+    nside = hp.npix2nside(npix)
+    header_nside = hdr.get("NSIDE")
+    if header_nside is not None and int(header_nside) != nside:
+        raise MapInputError(
+            f"{path}: header NSIDE = {header_nside} but the table holds {npix} pixels "
+            f"(NSIDE {nside})"
+        )
+    n_cols = int(hdr.get("TFIELDS", values.shape[0]))
+    names = [str(hdr.get(f"TTYPE{i}", f"col{i}")).strip() for i in range(1, n_cols + 1)]
+    names = [n for n in names if n.upper() != "PIXEL"][: values.shape[0]]
+    if len(names) != values.shape[0]:
+        names = [f"col{i + 1}" for i in range(values.shape[0])]
+    notes = []
+    if indxschm == "EXPLICIT":
+        n_missing = int(bad_pixels(values[0]).sum())
+        notes.append(
+            f"{path}: cut-sky (explicit) map expanded to full sky; {n_missing} pixels "
+            "absent from the file are masked"
+        )
+    if ordering == "NESTED":
+        values = np.asarray(hp.reorder(values, n2r=True), dtype=np.float64).reshape(values.shape)
+        notes.append(f"{path}: ORDERING = NESTED, reordered to RING")
+    return HealpixFile(str(path), values, tuple(names), int(nside), ordering, tuple(notes))
+
+
+@dataclass(frozen=True)
+class UserMaps:
+    """A user's observed map, templates and mask as full-sky RING arrays.
+
+    Attributes
+    ----------
+    map : ndarray, shape (Npix_sky,)
+        Observed overdensity, or galaxy counts when ``counts`` is true.
+    templates : ndarray, shape (K, Npix_sky)
+    mask : ndarray or None, shape (Npix_sky,)
+    nside : int
+    counts : bool
+        Whether ``map`` holds counts.
+    names : tuple of str
+        Template names: the file stem, plus ``:column`` for multi-column files.
+    map_label, mask_label : str
+        The files, for messages (``mask_label`` is ``""`` without a mask).
+    template_labels : tuple of str
+        ``file[column]`` of each template, for messages.
+    notes : tuple of str
+        What was done while reading (reordering, cut-sky expansion).
+    """
+
+    map: np.ndarray
+    templates: np.ndarray
+    mask: np.ndarray | None
+    nside: int
+    counts: bool
+    names: tuple[str, ...]
+    map_label: str
+    mask_label: str
+    template_labels: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def load_user_maps(
+    map_path: str | Path,
+    template_paths: Sequence[str | Path],
+    mask_path: str | Path | None = None,
+    counts: bool = False,
+) -> UserMaps:
+    """Read a user's observed map, templates and mask from HEALPix FITS files.
+
+    Parameters
+    ----------
+    map_path : str or Path
+        One-column HEALPix map: the observed overdensity, or galaxy counts.
+    template_paths : sequence of str or Path
+        Template files; a file with several columns contributes one template
+        per column, in order.
+    mask_path : str or Path, optional
+        Footprint mask (``> 0`` is observed). Required when ``counts`` is true.
+    counts : bool
+        ``map_path`` holds galaxy counts rather than an overdensity.
+
+    Returns
+    -------
+    UserMaps
+        Full-sky RING arrays (NESTED files reordered, with a note).
+
+    Raises
+    ------
+    MapInputError
+        Any unreadable file, an NSIDE mismatch, a multi-column map or mask,
+        counts without a mask, or no templates.
+    """
+    if len(template_paths) == 0:
+        raise MapInputError("--templates: at least one template file is required")
+    if counts and mask_path is None:
+        raise MapInputError(
+            "--mask: required with --counts (a zero-count pixel could be empty or unobserved)"
+        )
+    main = read_healpix(map_path)
+    if main.values.shape[0] != 1:
+        raise MapInputError(
+            f"{map_path}: expected one map column, found {main.values.shape[0]} "
+            f"({', '.join(main.columns)})"
+        )
+    notes = list(main.notes)
+
+    def same_nside(f: HealpixFile) -> None:
+        if f.nside != main.nside:
+            raise MapInputError(
+                f"{f.path}: NSIDE {f.nside} differs from NSIDE {main.nside} of the map "
+                f"{map_path}; regrade one of them first"
+            )
+
+    templates, names, labels = [], [], []
+    for tp in template_paths:
+        f = read_healpix(tp)
+        same_nside(f)
+        notes += f.notes
+        stem = Path(tp).name.removesuffix(".gz").removesuffix(".fits").removesuffix(".fit")
+        for col, values in zip(f.columns, f.values):
+            templates.append(values)
+            names.append(stem if f.values.shape[0] == 1 else f"{stem}:{col}")
+            labels.append(f"{tp}[{col}]")
+    mask = None
+    if mask_path is not None:
+        m = read_healpix(mask_path)
+        same_nside(m)
+        if m.values.shape[0] != 1:
+            raise MapInputError(f"{mask_path}: expected one mask column, found {m.values.shape[0]}")
+        notes += m.notes
+        mask = m.values[0]
+    return UserMaps(
+        map=main.values[0],
+        templates=np.stack(templates),
+        mask=mask,
+        nside=main.nside,
+        counts=counts,
+        names=tuple(names),
+        map_label=str(map_path),
+        mask_label="" if mask_path is None else str(mask_path),
+        template_labels=tuple(labels),
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+@dataclass(frozen=True)
+class PreparedMaps:
+    """Footprint vectors ready for the estimators, and how they were obtained.
+
+    Attributes
+    ----------
+    delta : ndarray, shape (Npix,)
+        Observed overdensity on the footprint.
+    templates : ndarray, shape (K, Npix)
+        Kept templates, standardised on the footprint (mean 0, std 1).
+    pixels : ndarray of int64, shape (Npix,)
+        RING indices of the footprint pixels.
+    nside : int
+    names : tuple of str
+        Kept template names (length K).
+    template_mean, template_std : ndarray, shape (K,)
+        Footprint mean and standard deviation of each kept raw template:
+        a coefficient ``c`` per standardised template is ``c / std`` per raw unit.
+    dropped : tuple of str
+        Names of dropped templates.
+    dropped_reasons : tuple of str
+        Why each was dropped (same order).
+    n_input_templates : int
+    n_outside_mask : int
+        Sky pixels excluded by the mask (0 without a mask).
+    n_bad_map : int
+        Pixels inside the mask where the map is NaN/inf/UNSEEN.
+    n_bad_templates : ndarray of int, shape (K_input,)
+        Pixels inside the mask where each input template is NaN/inf/UNSEEN.
+    n_bad_mask : int
+        Pixels where the mask itself is NaN/inf/UNSEEN (treated as unobserved).
+    mean_count : float
+        Mean galaxy count per footprint pixel (``nan`` for an overdensity input).
+    notes : tuple of str
+    """
+
+    delta: np.ndarray
+    templates: np.ndarray
+    pixels: np.ndarray
+    nside: int
+    names: tuple[str, ...]
+    template_mean: np.ndarray
+    template_std: np.ndarray
+    dropped: tuple[str, ...]
+    dropped_reasons: tuple[str, ...]
+    n_input_templates: int
+    n_outside_mask: int
+    n_bad_map: int
+    n_bad_templates: np.ndarray
+    n_bad_mask: int
+    mean_count: float
+    notes: tuple[str, ...]
+
+    @property
+    def n_pixels(self) -> int:
+        """Number of footprint pixels used."""
+        return int(self.delta.shape[0])
+
+    @property
+    def n_templates(self) -> int:
+        """Number of kept templates K."""
+        return int(self.templates.shape[0])
+
+
+def _drop_degenerate(
+    z: np.ndarray, names: Sequence[str], labels: Sequence[str]
+) -> tuple[list[int], list[str], list[str]]:
+    """Greedy rank check over standardised templates, in input order.
+
+    Returns the kept indices, the reasons for the dropped ones (by index
+    order) and notes on nearly dependent templates.
+    """
+    kept: list[int] = []
+    reasons: list[str] = []
+    notes: list[str] = []
+    n = z.shape[1]
+    for j in range(z.shape[0]):
+        if kept:
+            basis = z[kept].T
+            coef, *_ = np.linalg.lstsq(basis, z[j], rcond=None)
+            resid = z[j] - basis @ coef
+            frac = float(resid @ resid) / float(z[j] @ z[j])
+            if frac < DEPENDENT_TOL:
+                corr = z[kept] @ z[j] / n
+                i = int(np.argmax(np.abs(corr)))
+                if abs(corr[i]) > 1 - DEPENDENT_TOL:
+                    reasons.append(
+                        f"duplicate of {names[kept[i]]} (correlation {corr[i]:+.6f} on the footprint)"
+                    )
+                else:
+                    reasons.append(
+                        "linear combination of earlier templates "
+                        f"({', '.join(names[k] for k in kept)})"
+                    )
+                continue
+            if frac < NEAR_DEPENDENT_TOL:
+                notes.append(
+                    f"{labels[j]}: nearly a linear combination of earlier templates "
+                    f"(1 - R^2 = {frac:.2e}); its coefficient will be poorly constrained"
+                )
+        kept.append(j)
+        reasons.append("")
+    return kept, [r for r in reasons if r], notes
+
+
+def prepare_maps(
+    map_values: np.ndarray,
+    templates: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    counts: bool = False,
+    names: Sequence[str] | None = None,
+    map_label: str = "map",
+    mask_label: str = "mask",
+    template_labels: Sequence[str] | None = None,
+) -> PreparedMaps:
+    """Validate full-sky RING arrays and reduce them to the footprint.
+
+    Parameters
+    ----------
+    map_values : ndarray, shape (12 nside^2,)
+        Observed overdensity, or galaxy counts if ``counts``.
+    templates : ndarray, shape (K, 12 nside^2) or (12 nside^2,)
+        Raw template maps.
+    mask : ndarray, shape (12 nside^2,), optional
+        ``> 0`` marks observed pixels; required with ``counts``.
+    counts : bool
+        Convert counts to ``delta = N / mean(N) - 1`` on the footprint.
+    names : sequence of str, optional
+        Template names (default ``t0, t1, ...``).
+    map_label, mask_label : str
+        How messages refer to the map and the mask (file names).
+    template_labels : sequence of str, optional
+        How messages refer to each template (default: its name).
+
+    Returns
+    -------
+    PreparedMaps
+
+    Raises
+    ------
+    MapInputError
+        Wrong shapes, non-HEALPix sizes, an empty footprint, bad counts, or no
+        usable template (see the module table for every case).
+    """
+    hp = _healpy()
+    try:
+        m = np.asarray(map_values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MapInputError(f"{map_label}: not a numeric array") from None
+    if m.ndim != 1:
+        raise MapInputError(f"{map_label}: expected a 1-D HEALPix map, got shape {m.shape}")
+    if not hp.isnpixok(m.size):
+        raise MapInputError(f"{map_label}: {m.size} pixels is not 12 NSIDE^2 for any NSIDE")
+    nside = int(hp.npix2nside(m.size))
+    try:
+        t = np.asarray(templates, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MapInputError("templates: not a numeric array") from None
+    if t.ndim == 1:
+        t = t[None, :]
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise MapInputError(f"templates: expected shape (K, {m.size}) with K >= 1, got {t.shape}")
+    if t.shape[1] != m.size:
+        tn = f"NSIDE {hp.npix2nside(t.shape[1])}" if hp.isnpixok(t.shape[1]) else f"{t.shape[1]} pixels"
+        raise MapInputError(
+            f"templates: {tn} differs from NSIDE {nside} of {map_label}; regrade one of them first"
+        )
+    K_in = t.shape[0]
+    names = tuple(f"t{i}" for i in range(K_in)) if names is None else tuple(names)
+    if len(names) != K_in:
+        raise MapInputError(f"names: {len(names)} names for {K_in} templates")
+    labels = names if template_labels is None else tuple(template_labels)
+
+    if mask is None:
+        if counts:
+            raise MapInputError(
+                f"{mask_label}: required with counts (a zero-count pixel could be empty or "
+                "unobserved)"
+            )
+        observed = np.ones(m.size, dtype=bool)
+        n_bad_mask = 0
+    else:
+        mk = np.asarray(mask, dtype=np.float64)
+        if mk.shape != m.shape:
+            mn = f"NSIDE {hp.npix2nside(mk.size)}" if hp.isnpixok(mk.size) else f"shape {mk.shape}"
+            raise MapInputError(
+                f"{mask_label}: {mn} differs from NSIDE {nside} of {map_label}"
+            )
+        badm = bad_pixels(mk)
+        n_bad_mask = int(badm.sum())
+        observed = ~badm & (np.where(badm, 0.0, mk) > 0)
+    n_outside = int((~observed).sum())
+    bad_map = bad_pixels(m) & observed
+    bad_t = bad_pixels(t) & observed
+    footprint = observed & ~bad_map & ~bad_t.any(axis=0)
+    notes: list[str] = []
+    if bad_map.any():
+        notes.append(f"{map_label}: {int(bad_map.sum())} NaN/inf/UNSEEN pixels masked")
+    for k in np.flatnonzero(bad_t.any(axis=1)):
+        notes.append(f"{labels[k]}: {int(bad_t[k].sum())} NaN/inf/UNSEEN pixels masked")
+    if n_bad_mask:
+        notes.append(f"{mask_label}: {n_bad_mask} NaN/inf/UNSEEN mask pixels treated as unobserved")
+    pixels = np.flatnonzero(footprint).astype(np.int64)
+    if pixels.size == 0:
+        where = f"{mask_label} selects no pixel" if not observed.any() else (
+            "no pixel is finite in the map and every template inside the mask"
+        )
+        raise MapInputError(f"{map_label}: empty footprint ({where})")
+
+    values = m[pixels]
+    mean_count = float("nan")
+    if counts:
+        if values.min() < 0:
+            raise MapInputError(
+                f"{map_label}: negative galaxy counts on {int((values < 0).sum())} footprint pixels"
+            )
+        mean_count = float(values.mean())
+        if mean_count <= 0:
+            raise MapInputError(f"{map_label}: all galaxy counts on the footprint are zero")
+        delta = values / mean_count - 1.0
+    else:
+        delta = values
+        mu = float(delta.mean())
+        if abs(mu) > MEAN_NOTE_THRESHOLD:
+            hint = (
+                " and all values are non-negative integers: is it a counts map (--counts)?"
+                if delta.min() >= 0 and np.all(delta == np.round(delta))
+                else ""
+            )
+            notes.append(
+                f"{map_label}: mean {mu:.4g} on the footprint; an overdensity map should "
+                f"average about 0{hint}"
+            )
+
+    tf = t[:, pixels]
+    mean = tf.mean(axis=1)
+    std = tf.std(axis=1)
+    scale = np.max(np.abs(tf), axis=1)
+    const = std <= CONSTANT_RTOL * np.where(scale > 0, scale, 1.0)
+    dropped: list[str] = []
+    reasons: list[str] = []
+    for k in np.flatnonzero(const):
+        dropped.append(names[k])
+        reasons.append("constant on the footprint")
+    live = np.flatnonzero(~const)
+    z = (tf[live] - mean[live, None]) / np.where(const[live], 1.0, std[live])[:, None]
+    kept_local, dep_reasons, dep_notes = _drop_degenerate(
+        z, [names[k] for k in live], [labels[k] for k in live]
+    )
+    dep_idx = [live[j] for j in range(live.size) if j not in set(kept_local)]
+    dropped += [names[k] for k in dep_idx]
+    reasons += dep_reasons
+    notes += dep_notes
+    kept = [int(live[j]) for j in kept_local]
+    for name, why in zip(dropped, reasons):
+        notes.append(f"template {name} dropped: {why}")
+    if not kept:
+        raise MapInputError(
+            f"templates: no usable template on the footprint of {map_label} "
+            f"({'; '.join(f'{n}: {r}' for n, r in zip(dropped, reasons))})"
+        )
+    return PreparedMaps(
+        delta=np.ascontiguousarray(delta),
+        templates=np.ascontiguousarray(z[kept_local]),
+        pixels=pixels,
+        nside=nside,
+        names=tuple(names[k] for k in kept),
+        template_mean=mean[kept],
+        template_std=std[kept],
+        dropped=tuple(dropped),
+        dropped_reasons=tuple(reasons),
+        n_input_templates=K_in,
+        n_outside_mask=n_outside,
+        n_bad_map=int(bad_map.sum()),
+        n_bad_templates=bad_t.sum(axis=1).astype(np.int64),
+        n_bad_mask=n_bad_mask,
+        mean_count=mean_count,
+        notes=tuple(notes),
+    )
