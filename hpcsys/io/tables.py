@@ -1,0 +1,269 @@
+"""Typed summary tables of a run and their text / CSV / LaTeX / Markdown rendering.
+
+The tables are computed by :mod:`hpcsys.reduction` and stored under
+``/tables`` of ``results.h5``; they are defined here (a leaf module) so that
+readers need nothing but :mod:`hpcsys.io`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FORMATS", "RecoveryTable", "Table2", "Table3", "render_report", "render_table"]
+
+#: Output formats of :func:`render_report`.
+FORMATS: tuple[str, ...] = ("text", "csv", "latex", "markdown")
+
+
+@dataclass(frozen=True)
+class Table2:
+    """Rejection fractions of the likelihood-ratio tests (Berlfein+24 Table 2, Eq. 19).
+
+    For each scenario, LRT pair ``(null model, alternative)`` and likelihood,
+    the fraction of realisations in which the null model is rejected at level
+    ``alpha``, with binomial errors sqrt(f (1 - f) / N). Two versions
+    (SCIENCE.md section 9):
+
+    * ``wilks``: reject when the chi-square(dof) p-value is below ``alpha``
+      (assumes independent pixels; over-rejects on correlated skies);
+    * ``calibrated``: reject when lambda exceeds the empirical ``1 - alpha``
+      quantile of lambda over the realisations of ``null_scenario`` (the
+      mock-calibrated null distribution). Its size on ``null_scenario`` itself
+      is ``alpha`` by construction.
+
+    Attributes
+    ----------
+    scenarios : tuple of str, length S
+    lrt_pairs : tuple of str, length Q (``"null/alt"``)
+    likelihoods : tuple of str, length L
+    n_realisations : ndarray of int, shape (S,)
+    alpha : float
+    null_scenario : str
+        Scenario supplying the empirical null ('' if the run has none: then the
+        calibrated columns are ``nan``).
+    critical_lambda : ndarray, shape (Q, L)
+        Empirical ``1 - alpha`` quantile of lambda on ``null_scenario``.
+    fraction_wilks, error_wilks, fraction_calibrated, error_calibrated : ndarray, shape (S, Q, L)
+    """
+
+    scenarios: tuple[str, ...]
+    lrt_pairs: tuple[str, ...]
+    likelihoods: tuple[str, ...]
+    n_realisations: np.ndarray
+    alpha: float
+    null_scenario: str
+    critical_lambda: np.ndarray
+    fraction_wilks: np.ndarray
+    error_wilks: np.ndarray
+    fraction_calibrated: np.ndarray
+    error_calibrated: np.ndarray
+
+
+@dataclass(frozen=True)
+class Table3:
+    """Amplitude bias of w(theta) (Berlfein+24 Table 3, Eqs. 25-26).
+
+    Per realisation, each estimate ``w_x`` (uncorrected ``w_obs`` or a
+    method's ``w_corrected``) is fitted as ``A w_ref`` by generalised least
+    squares with the covariance ``C`` of ``w_true`` across the scenario's
+    realisations (Hartlap-corrected inverse), ``w_ref`` = mean ``w_true``,
+    ``sigma_A = (w_ref^T C^-1 w_ref)^(-1/2)``. The bias is
+    ``dA = A(w_x) - A(w_true)`` of the same realisation (paired, so the
+    cosmic variance shared by both cancels; its mean equals ``mean A(w_x) - 1``
+    exactly because the fit is linear). Tabulated: mean ``dA / sigma_A`` and its
+    standard error over realisations.
+
+    Attributes
+    ----------
+    scenarios : tuple of str, length S
+    estimators : tuple of str, length E (``uncorrected`` then the methods)
+    n_realisations : ndarray of int, shape (S,)
+    n_bins : int
+    hartlap_factor : ndarray, shape (S,)
+        ``(N - B - 2) / (N - 1)``; ``nan`` (and table entries ``nan``) when N <= B + 2.
+    sigma_A : ndarray, shape (S,)
+    mean_dA_over_sigma, error_dA_over_sigma : ndarray, shape (S, E)
+        With the full template cross-correlation correction (Eq. 16).
+    mean_dA_over_sigma_diag, error_dA_over_sigma_diag : ndarray, shape (S, E)
+        With template autocorrelations only (no cross terms); ``nan`` where undefined.
+    """
+
+    scenarios: tuple[str, ...]
+    estimators: tuple[str, ...]
+    n_realisations: np.ndarray
+    n_bins: int
+    hartlap_factor: np.ndarray
+    sigma_A: np.ndarray
+    mean_dA_over_sigma: np.ndarray
+    error_dA_over_sigma: np.ndarray
+    mean_dA_over_sigma_diag: np.ndarray
+    error_dA_over_sigma_diag: np.ndarray
+
+
+@dataclass(frozen=True)
+class RecoveryTable:
+    """Recovery of the contamination parameters by each method (SCIENCE.md section 8-9).
+
+    For scenario s, method m and parameter p (``a_i`` or ``b_i``) over the N
+    realisations: ``bias`` = mean(estimate - truth); ``scatter`` = standard
+    deviation of the estimates (mock-to-mock); ``bias_over_error`` =
+    bias / (scatter / sqrt(N)); ``likelihood_error`` = mean of the method's own
+    1-sigma error; ``error_ratio`` = scatter / likelihood_error (1 when the
+    likelihood errors are honest, > 1 on correlated skies); ``pull_std`` =
+    standard deviation of (estimate - truth) / error; ``coverage68/95`` = fraction
+    of realisations with |estimate - truth| < 1 / 1.95996 errors. ``nan`` where a
+    method does not estimate a parameter or gives no errors.
+
+    Attributes
+    ----------
+    scenarios : tuple of str, length S
+    methods : tuple of str, length M
+    parameters : tuple of str, length P = 2K
+    n_realisations : ndarray of int, shape (S,)
+    bias, scatter, bias_over_error, likelihood_error, error_ratio, pull_std,
+    coverage68, coverage95 : ndarray, shape (S, M, P)
+    """
+
+    scenarios: tuple[str, ...]
+    methods: tuple[str, ...]
+    parameters: tuple[str, ...]
+    n_realisations: np.ndarray
+    bias: np.ndarray
+    scatter: np.ndarray
+    bias_over_error: np.ndarray
+    likelihood_error: np.ndarray
+    error_ratio: np.ndarray
+    pull_std: np.ndarray
+    coverage68: np.ndarray
+    coverage95: np.ndarray
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if not np.isfinite(x):
+        return "nan"
+    return f"{x:.{digits}f}"
+
+
+def _pm(v: float, e: float, fmt: str) -> str:
+    if fmt == "latex":
+        return f"${_fmt(v)} \\pm {_fmt(e)}$"
+    if fmt == "csv":
+        return f"{_fmt(v)}"
+    return f"{_fmt(v)} ± {_fmt(e)}"
+
+
+def render_table(title: str, header: list[str], rows: list[list[str]], fmt: str) -> str:
+    """Render one table as ``text``, ``csv``, ``latex`` or ``markdown``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "csv":
+        esc = lambda s: f'"{s}"' if ("," in s or '"' in s) else s  # noqa: E731
+        lines = [f"# {title}", ",".join(esc(h) for h in header)]
+        lines += [",".join(esc(c) for c in r) for r in rows]
+        return "\n".join(lines)
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    if fmt == "latex":
+        tex = lambda s: s.replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+        lines = [r"\begin{table}", r"\centering", rf"\caption{{{tex(title)}}}",
+                 r"\begin{tabular}{" + "l" * len(header) + "}", r"\hline",
+                 " & ".join(tex(h) for h in header) + r" \\", r"\hline"]
+        lines += [" & ".join(c if c.startswith("$") else tex(c) for c in r) + r" \\"
+                  for r in rows]
+        lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    out = [title, "=" * len(title), line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
+    header = ["scenario", "N", "likelihood", "test (null/alt)", "rejected (Wilks)"]
+    header.append("rejected (mock-calibrated)")
+    if fmt == "csv":
+        header = ["scenario", "N", "likelihood", "test", "wilks", "wilks_err",
+                  "calibrated", "calibrated_err"]
+    rows = []
+    for s, sc in enumerate(t.scenarios):
+        for li, lk in enumerate(t.likelihoods):
+            for q, pair in enumerate(t.lrt_pairs):
+                r = [sc, str(int(t.n_realisations[s])), lk, pair]
+                fw, ew = t.fraction_wilks[s, q, li], t.error_wilks[s, q, li]
+                fc, ec = t.fraction_calibrated[s, q, li], t.error_calibrated[s, q, li]
+                if fmt == "csv":
+                    r += [_fmt(fw), _fmt(ew), _fmt(fc), _fmt(ec)]
+                else:
+                    r += [_pm(fw, ew, fmt), _pm(fc, ec, fmt)]
+                rows.append(r)
+    return header, rows
+
+
+def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
+    if fmt == "csv":
+        header = ["scenario", "N", "estimator", "dA_over_sigma", "error",
+                  "dA_over_sigma_diag", "error_diag"]
+    else:
+        header = ["scenario", "N", "estimator", "dA/sigma_A (Eq. 16)", "dA/sigma_A (no cross terms)"]
+    rows = []
+    for s, sc in enumerate(t.scenarios):
+        for e, est in enumerate(t.estimators):
+            r = [sc, str(int(t.n_realisations[s])), est]
+            m, err = t.mean_dA_over_sigma[s, e], t.error_dA_over_sigma[s, e]
+            md, ed = t.mean_dA_over_sigma_diag[s, e], t.error_dA_over_sigma_diag[s, e]
+            if fmt == "csv":
+                r += [_fmt(m), _fmt(err), _fmt(md), _fmt(ed)]
+            else:
+                r += [_pm(m, err, fmt), _pm(md, ed, fmt)]
+            rows.append(r)
+    return header, rows
+
+
+def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str]]]:
+    header = ["scenario", "method", "param", "bias/(scatter/sqrtN)", "scatter",
+              "likelihood err", "scatter/err", "pull std", "cov68", "cov95"]
+    if fmt == "csv":
+        header = ["scenario", "method", "parameter", "bias_over_error", "scatter",
+                  "likelihood_error", "error_ratio", "pull_std", "coverage68", "coverage95"]
+    rows = []
+    for s, sc in enumerate(t.scenarios):
+        for m, meth in enumerate(t.methods):
+            for p, par in enumerate(t.parameters):
+                if not np.isfinite(t.scatter[s, m, p]) or t.scatter[s, m, p] == 0.0:
+                    continue  # the method does not estimate this parameter
+                vals = (t.bias_over_error, t.scatter, t.likelihood_error, t.error_ratio,
+                        t.pull_std, t.coverage68, t.coverage95)
+                rows.append([sc, meth, par, *(_fmt(v[s, m, p], 4 if v is t.scatter or
+                                                   v is t.likelihood_error else 2)
+                                              for v in vals)])
+    return header, rows
+
+
+def render_report(table2: Table2 | None, table3: Table3 | None,
+                  recovery: RecoveryTable | None, fmt: str = "text") -> str:
+    """Render Table 2, Table 3 and the recovery summary in one of :data:`FORMATS`."""
+    parts = []
+    if table2 is not None:
+        title = (f"Table 2: fraction of realisations rejecting the null model at "
+                 f"alpha = {table2.alpha:g} (Wilks chi2; mock-calibrated on "
+                 f"'{table2.null_scenario or 'none'}')")
+        parts.append(render_table(title, *_table2_rows(table2, fmt), fmt))
+    if table3 is not None:
+        title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
+                 "realisations (GLS, mock covariance, Hartlap)")
+        parts.append(render_table(title, *_table3_rows(table3, fmt), fmt))
+    if recovery is not None:
+        title = ("Parameter recovery: bias in units of scatter/sqrt(N), likelihood errors "
+                 "vs mock-to-mock scatter, pulls and coverage")
+        parts.append(render_table(title, *_recovery_rows(recovery, fmt), fmt))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,263 @@
+"""HDF5 round trips: per-task files, the aggregated results file, tables, readers."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hpcsys.io import (
+    SCHEMA_VERSION,
+    Coordinates,
+    Provenance,
+    RecoveryTable,
+    ResultsFormatError,
+    SerializationError,
+    Table2,
+    Table3,
+    TaskFileError,
+    TemplateInfo,
+    clean_temporaries,
+    config_hash,
+    open_results,
+    read_task,
+    render_report,
+    task_path,
+    task_status,
+    write_dataclass,
+    write_results,
+    write_tables,
+    write_task,
+)
+from hpcsys.io.tables import FORMATS
+from hpcsys.methods.base import MethodDiagnostics, MethodResult
+from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
+
+K, B, NPIX = 3, 5, 40
+METHODS = ("OLS", "ISD-1", "MCMC-comb")
+LIKES = ("gaussian", "skewnormal")
+
+
+def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult:
+    """A RealisationResult filled with seeded random numbers (shapes as the pipeline's)."""
+    rng = np.random.default_rng([seed, index, len(scenario)])
+    M, F, L, Q = len(METHODS), len(FIT_MODELS), len(LIKES), len(LRT_PAIRS)
+    methods = tuple(
+        MethodResult(
+            name=name, model=("additive", "multiplicative", "combined")[m],
+            a=rng.normal(size=K), b=rng.normal(size=K), a_err=rng.random(K),
+            b_err=np.full(K, np.nan), cov=rng.normal(size=(2 * K, 2 * K)),
+            sigma=float(rng.random()), weights=rng.random(NPIX), corrected=rng.normal(size=NPIX),
+            diagnostics=MethodDiagnostics(
+                converged=bool(rng.random() > 0.5), n_iterations=int(rng.integers(100)),
+                acceptance_fraction=float(rng.random()), hit_pole=False,
+                wall_time=float(rng.random()), message=f"msg {index}"),
+            a_mean=rng.normal(size=K) if name.startswith("MCMC") else np.empty(0),
+        )
+        for m, name in enumerate(METHODS)
+    )
+    return RealisationResult(
+        scenario=scenario, index=index,
+        seed_words=rng.integers(0, 2**32, size=4, dtype=np.uint32),
+        a_true=rng.normal(size=K), b_true=rng.normal(size=K),
+        theta_arcmin=np.geomspace(10, 300, B),
+        w_true=rng.normal(size=B), w_obs=rng.normal(size=B), methods=methods,
+        w_corrected=rng.normal(size=(M, B)), w_corrected_diag=rng.normal(size=(M, B)),
+        w_remeasured=rng.normal(size=(M, B)),
+        mle_loglike=rng.normal(size=(F, L)), mle_converged=rng.random((F, L)) > 0.3,
+        mle_hit_pole=np.zeros((F, L), bool),
+        mle_a=rng.normal(size=(F, L, K)), mle_b=rng.normal(size=(F, L, K)),
+        mle_a_err=rng.random((F, L, K)), mle_b_err=rng.random((F, L, K)),
+        mle_s=rng.random((F, L)), mle_g=rng.normal(size=(F, L)),
+        lrt_lambda=rng.chisquare(3, size=(Q, L)), lrt_pvalue=rng.random((Q, L)),
+        lrt_dof=rng.integers(1, 7, size=Q), stage_seconds=rng.random(len(STAGES)),
+        peak_memory_mb=float(rng.random() * 100),
+    )
+
+
+def assert_same(x, y, where="") -> None:
+    """Exact (bitwise, nan-aware) equality of nested dataclasses / arrays / scalars."""
+    if dataclasses.is_dataclass(x):
+        assert type(x) is type(y), where
+        for f in dataclasses.fields(x):
+            assert_same(getattr(x, f.name), getattr(y, f.name), f"{where}.{f.name}")
+    elif isinstance(x, tuple) and x and dataclasses.is_dataclass(x[0]):
+        assert len(x) == len(y), where
+        for i, (a, b) in enumerate(zip(x, y)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(x, np.ndarray):
+        assert isinstance(y, np.ndarray), where
+        assert x.dtype == y.dtype and x.shape == y.shape, where
+        np.testing.assert_array_equal(x, y, err_msg=where)
+    else:
+        assert type(x) is type(y), f"{where}: {type(x)} vs {type(y)}"
+        assert x == y or (x != x and y != y), where
+
+
+def coords() -> Coordinates:
+    return Coordinates(
+        scenario=("null", "additive"), method=METHODS, likelihood=LIKES, fit_model=FIT_MODELS,
+        lrt_pair=tuple(f"{a}/{b}" for a, b in LRT_PAIRS), stage=STAGES,
+        template=tuple(f"t{i}" for i in range(K)))
+
+
+def provenance(n_tasks: int) -> Provenance:
+    return Provenance(
+        schema_version=SCHEMA_VERSION, hpcsys_version="test", git_hash="", config_text="a: 1\n",
+        config_source="<test>", master_seed=7, created="2026-01-01T00:00:00+00:00", n_ranks=2,
+        hosts=("h1", "h2"), devices=("cpu",), n_tasks=n_tasks)
+
+
+def test_task_file_round_trip_is_exact(tmp_path: Path) -> None:
+    res = random_result("additive", 3)
+    h = config_hash("x: 1\n")
+    p = write_task(task_path(tmp_path, "additive", 3), res, scenario="additive", index=3,
+                   cfg_hash=h, rank=1)
+    assert p == tmp_path / "tasks" / "additive" / "00003.h5"
+    assert task_status(p).complete and task_status(p).config_hash == h
+    back = read_task(p, RealisationResult, cfg_hash=h)
+    assert_same(res, back)
+    # nothing temporary left behind
+    assert [q.name for q in p.parent.iterdir()] == ["00003.h5"]
+
+
+def test_task_status_detects_torn_and_foreign_files(tmp_path: Path) -> None:
+    p = task_path(tmp_path, "null", 0)
+    assert task_status(p).reason == "missing"
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 50)  # torn: HDF5 signature, no content
+    st = task_status(p)
+    assert not st.complete and st.reason.startswith("unreadable")
+    with h5py.File(p, "w") as f:  # opens, but was never completed
+        f.create_group("result")
+    assert task_status(p).reason == "no completion attribute"
+    with pytest.raises(TaskFileError, match="not complete"):
+        read_task(p, RealisationResult)
+    write_task(p, random_result("null", 0), scenario="null", index=0, cfg_hash="aaaa")
+    with pytest.raises(TaskFileError, match="different configuration"):
+        read_task(p, RealisationResult, cfg_hash="bbbb")
+
+
+def test_clean_temporaries_removes_leftovers(tmp_path: Path) -> None:
+    d = tmp_path / "tasks" / "null"
+    d.mkdir(parents=True)
+    (d / ".tmp-00001-123.h5").write_bytes(b"junk")
+    (d / "00000.h5").write_bytes(b"kept")
+    assert clean_temporaries(tmp_path) == 1
+    assert sorted(q.name for q in d.iterdir()) == ["00000.h5"]
+
+
+def test_serializer_rejects_unsupported_values(tmp_path: Path) -> None:
+    @dataclass
+    class Bad:
+        x: object
+
+    with h5py.File(tmp_path / "b.h5", "w") as f, pytest.raises(SerializationError, match=r"Bad\.x"):
+        write_dataclass(f.create_group("g"), Bad(x={"a": 1}))
+
+
+def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
+    recs = {"null": [random_result("null", i) for i in (2, 0, 1)],
+            "additive": [random_result("additive", i) for i in (1, 0)]}
+    xi = np.random.default_rng(1).normal(size=(K, K, B))
+    tmpl = TemplateInfo(tuple(f"t{i}" for i in range(K)), np.eye(K), xi)
+    path = write_results(tmp_path / "results.h5", recs, coords=coords(),
+                         provenance=provenance(5), templates=tmpl)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["results.h5"]
+    with open_results(path) as res:
+        assert res.scenarios == ("null", "additive")
+        assert res.method_names == METHODS
+        assert res.provenance == provenance(5)
+        np.testing.assert_array_equal(res.theta_arcmin, recs["null"][0].theta_arcmin)
+        t = res.templates()
+        assert t is not None and t.names == tmpl.names
+        np.testing.assert_array_equal(t.xi, xi)
+        for name, rs in recs.items():
+            rs = sorted(rs, key=lambda r: r.index)
+            sc = res.scenario(name)
+            assert sc.n_realisations == len(rs)
+            np.testing.assert_array_equal(sc.index, [r.index for r in rs])
+            for fld in ("seed_words", "a_true", "w_obs", "w_corrected", "w_remeasured"):
+                np.testing.assert_array_equal(getattr(sc, fld),
+                                              np.stack([getattr(r, fld) for r in rs]))
+            np.testing.assert_array_equal(sc.lrt.lam, np.stack([r.lrt_lambda for r in rs]))
+            np.testing.assert_array_equal(sc.mle.a, np.stack([r.mle_a for r in rs]))
+            np.testing.assert_array_equal(sc.timings.stage_seconds,
+                                          np.stack([r.stage_seconds for r in rs]))
+            for m, mname in enumerate(METHODS):
+                ma = sc.methods[mname]
+                assert ma.model == rs[0].methods[m].model
+                np.testing.assert_array_equal(ma.a_mean, np.stack([r.methods[m].a_mean for r in rs]))
+                np.testing.assert_array_equal(
+                    ma.converged, [r.methods[m].diagnostics.converged for r in rs])
+                assert list(ma.message) == [r.methods[m].diagnostics.message for r in rs]
+        assert res.table2() is None
+        # dimension names and skipped per-pixel maps
+        assert res._f["scenarios/null/w_corrected"].attrs["dims"] == "realisation,method,bin"
+        assert res._f["scenarios/null/mle/a"].attrs["dims"] == (
+            "realisation,fit_model,likelihood,template")
+        assert "weights" not in res._f["scenarios/null/methods/OLS"]
+        assert "corrected" not in res._f["scenarios/null/methods/OLS"]
+
+
+def test_aggregate_refuses_inconsistent_tasks(tmp_path: Path) -> None:
+    a, b = random_result("null", 0), random_result("null", 1)
+    b = dataclasses.replace(b, theta_arcmin=b.theta_arcmin * 2)
+    with pytest.raises(SerializationError, match="theta_arcmin"):
+        write_results(tmp_path / "r.h5", {"null": [a, b]}, coords=coords(),
+                      provenance=provenance(2))
+    assert not any(tmp_path.iterdir())
+
+
+def _tables(S: int = 2, Q: int = 5, L: int = 2, E: int = 4, P: int = 6):
+    rng = np.random.default_rng(5)
+    t2 = Table2(("null", "additive")[:S], tuple(f"p{q}" for q in range(Q)), LIKES[:L],
+                np.array([10, 12][:S]), 0.05, "null", rng.random((Q, L)),
+                *(rng.random((S, Q, L)) for _ in range(4)))
+    t3 = Table3(("null", "additive")[:S], ("uncorrected", "OLS", "ISD-1", "MCMC-comb")[:E],
+                np.array([10, 12][:S]), B, rng.random(S), rng.random(S),
+                *(rng.normal(size=(S, E)) for _ in range(4)))
+    rec = RecoveryTable(("null", "additive")[:S], METHODS, tuple(f"a_{i}" for i in range(P)),
+                        np.array([10, 12][:S]), *(rng.random((S, 3, P)) for _ in range(8)))
+    return t2, t3, rec
+
+
+def test_tables_round_trip_and_render(tmp_path: Path) -> None:
+    path = write_results(tmp_path / "results.h5", {"null": [random_result("null", 0)]},
+                         coords=coords(), provenance=provenance(1))
+    t2, t3, rec = _tables()
+    write_tables(path, t2, t3, rec)
+    write_tables(path, t2, t3, rec)  # replacing is allowed
+    with open_results(path) as res:
+        assert_same(res.table2(), t2)
+        assert_same(res.table3(), t3)
+        assert_same(res.recovery(), rec)
+    for fmt in FORMATS:
+        text = render_report(t2, t3, rec, fmt)
+        assert "Table 2" in text and "Table 3" in text and "recovery" in text
+        # one line per (scenario, likelihood, pair) in Table 2
+        assert text.count("additive") >= 2 * 5
+    assert r"\begin{tabular}" in render_report(t2, None, None, "latex")
+    assert render_report(None, t3, None, "csv").splitlines()[1].startswith("scenario,N,")
+
+
+def test_reader_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ResultsFormatError, match="no such results file"):
+        open_results(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(ResultsFormatError, match="not a readable HDF5"):
+        open_results(tmp_path / "junk.h5")
+    path = write_results(tmp_path / "r.h5", {"null": [random_result("null", 0)]},
+                         coords=coords(), provenance=provenance(1))
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(ResultsFormatError, match="schema version 99"):
+        open_results(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION
+    with open_results(path) as res, pytest.raises(ResultsFormatError, match="no scenario"):
+        res.scenario("combined")
