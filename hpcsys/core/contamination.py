@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
-__all__ = ["MODELS", "template_sum", "contaminate", "decontaminate"]
+__all__ = ["MODELS", "contaminate", "decontaminate", "template_sum"]
 
 #: Contamination models: which of (a, b) a model contains.
 MODELS: dict[str, tuple[bool, bool]] = {

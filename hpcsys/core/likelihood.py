@@ -50,13 +50,13 @@ from hpcsys.core.contamination import MODELS, template_sum
 __all__ = [
     "LIKELIHOODS",
     "ParamLayout",
-    "param_layout",
-    "n_params",
-    "unpack",
-    "pack",
     "loglike",
     "min_jacobian_factor",
+    "n_params",
+    "pack",
+    "param_layout",
     "skewnormal_location",
+    "unpack",
 ]
 
 LIKELIHOODS: tuple[str, ...] = ("gaussian", "skewnormal")
