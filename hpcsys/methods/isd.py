@@ -1,0 +1,238 @@
+"""Iterative systematics decontamination (ISD-1, ISD-3): multiplicative pixel weights.
+
+ISD (as used by DES Y1/Y3, Elvin-Poole+18, Rodriguez-Monroy+22; Berlfein+24
+Section 3) treats the systematics as a modulation of the galaxy density,
+``1 + delta_obs ∝ (1 + delta) F(t)``, and estimates ``F`` one template at a time.
+
+One iteration, on the current weighted map ``y_p = (1 + delta_p) w_p``:
+
+1. For every template ``t_i``, sort the pixels into ``methods.isd_n_bins``
+   equal-count bins of ``t_i`` and compute in each bin the mean of
+   ``y / <y>`` and its error ``std(y)/(sqrt(n) <y>)`` (pixels treated as
+   independent: an underestimate when the field is correlated, SCIENCE.md 9).
+2. Fit a polynomial ``f_i(t)`` of order ``m`` (1 for ISD-1, 3 for ISD-3) to
+   the bin means against the bin-mean template value by weighted least squares,
+   and a constant; ``Delta chi^2_i = chi^2_const - chi^2_poly``.
+3. **Significance.** ``Delta chi^2_i`` has ``m`` degrees of freedom under the
+   no-trend hypothesis, so orders are compared on the same footing by the
+   equivalent two-sided Gaussian significance
+   ``S_i = Phi^{-1}(1 - p_i/2)`` with ``p_i = P(chi^2_m > Delta chi^2_i)``.
+   For ``m = 1`` this is exactly ``S_i = sqrt(Delta chi^2_i)``, i.e. the test
+   ``Delta chi^2 > threshold^2`` of ``methods.isd_threshold``.
+4. If the most significant template has ``S_i > methods.isd_threshold``, divide
+   the weights by its fitted relation ``f_i(t_p)`` (evaluated within the range
+   of the bin centres for ``m > 1``, so a cubic is never extrapolated) and
+   iterate; otherwise stop. A template may be selected again later.
+
+Outputs: ``weights = prod_j 1/f_j`` normalised to mean 1 and
+``corrected = (1 + delta) w / <(1 + delta) w> - 1``. The multiplicative
+coefficients are defined as the **linear coefficients of ln F at t = 0**:
+``b_i = sum_{j selects i} f_j'(0)/f_j(0)``, so that ``F(t) ≈ exp(b.t)`` to
+first order in each template (for ``1 + delta_obs ∝ (1 + delta)(1 + b.t)``
+this is ``b``). Their errors propagate the polynomial-fit covariances (delta
+method), with the successive 1-D fits treated as independent (the ``b`` block
+of ``cov`` is diagonal in the fitting basis). ISD has no additive term:
+``a = 0``, ``a_err = nan``.
+
+With ``methods.pca`` the templates are PCA-rotated first (Berlfein+24 App. A)
+and ``b`` is mapped back to the original basis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import ndtri_exp
+from scipy.stats import chi2
+
+from hpcsys.config import MethodsSection
+from hpcsys.methods._shared import embed_cov, fit_basis, make_result
+from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
+
+__all__ = ["TrendFit", "binned_trend", "isd_significance", "run_isd1", "run_isd3"]
+
+
+class TrendFit(NamedTuple):
+    """Weighted polynomial fit of binned ``<y>/<y>_all`` against one template.
+
+    ``coef`` are coefficients in the scaled variable ``u = t / scale`` (lowest
+    order first), ``cov`` their covariance, ``dchi2`` the improvement over a
+    constant, ``significance`` the equivalent Gaussian sigma, ``u_range`` the
+    range of the bin centres in ``u``.
+    """
+
+    coef: np.ndarray
+    cov: np.ndarray
+    dchi2: float
+    significance: float
+    scale: float
+    u_range: tuple[float, float]
+
+
+def isd_significance(dchi2: float, dof: int) -> float:
+    """Two-sided Gaussian-equivalent significance of ``Delta chi^2`` with ``dof`` dof.
+
+    ``S = Phi^{-1}(1 - p/2)``, ``p = P(chi^2_dof > dchi2)``; computed from
+    ``log p`` so that it stays finite for very large ``dchi2``. For ``dof = 1``
+    it equals ``sqrt(dchi2)``.
+    """
+    if not dchi2 > 0:
+        return 0.0
+    logp = float(chi2.logsf(dchi2, dof))
+    return float(-ndtri_exp(logp - math.log(2.0)))
+
+
+def _bin_index(t: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-count bins of ``t``: bin number of each pixel."""
+    order = np.argsort(t, kind="stable")
+    idx = np.empty(t.size, dtype=np.int64)
+    for k, chunk in enumerate(np.array_split(order, n_bins)):
+        idx[chunk] = k
+    return idx
+
+
+def binned_trend(y: np.ndarray, t: np.ndarray, bins: np.ndarray, n_bins: int, order: int) -> TrendFit:
+    """Fit the binned relation of ``y/<y>`` against template ``t`` (steps 1-3 above).
+
+    Parameters
+    ----------
+    y : ndarray, shape (Npix,)
+        Current weighted map ``(1 + delta) w``.
+    t : ndarray, shape (Npix,)
+        One template.
+    bins : ndarray of int, shape (Npix,)
+        Equal-count bin of each pixel.
+    n_bins : int
+    order : int
+        Polynomial order ``m``.
+
+    Returns
+    -------
+    TrendFit
+    """
+    ymean = float(np.mean(y))
+    n = np.bincount(bins, minlength=n_bins).astype(float)
+    s1 = np.bincount(bins, weights=y, minlength=n_bins)
+    s2 = np.bincount(bins, weights=y * y, minlength=n_bins)
+    st = np.bincount(bins, weights=t, minlength=n_bins)
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0) * n / np.maximum(n - 1.0, 1.0)
+    m = mean / ymean
+    err = np.sqrt(var / n) / abs(ymean)
+    err = np.where(err > 0, err, np.max(err) if np.any(err > 0) else 1.0)
+    scale = float(np.std(t)) or 1.0
+    u = st / n / scale
+    wsq = 1.0 / err
+    A = np.vander(u, order + 1, increasing=True) * wsq[:, None]
+    rhs = m * wsq
+    coef, *_ = np.linalg.lstsq(A, rhs, rcond=None)
+    chi2_poly = float(np.sum((A @ coef - rhs) ** 2))
+    c0 = float(np.sum(m * wsq**2) / np.sum(wsq**2))
+    chi2_const = float(np.sum(((m - c0) * wsq) ** 2))
+    cov = np.linalg.inv(A.T @ A)
+    dchi2 = max(chi2_const - chi2_poly, 0.0)
+    return TrendFit(coef, cov, dchi2, isd_significance(dchi2, order), scale,
+                    (float(u.min()), float(u.max())))
+
+
+def _relation(fit: TrendFit, t: np.ndarray, order: int) -> np.ndarray:
+    """The fitted relation ``f(t_p)`` at every pixel (clipped to the bin range for m > 1)."""
+    u = t / fit.scale
+    if order > 1:
+        u = np.clip(u, *fit.u_range)
+    return np.polynomial.polynomial.polyval(u, fit.coef)
+
+
+def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> MethodResult:
+    t0 = time.perf_counter()
+    delta = np.asarray(data.delta, dtype=float)
+    K, npix = np.asarray(data.templates).shape
+    basis = fit_basis(data, settings.pca)
+    Tf = basis.templates
+    n_bins = settings.isd_n_bins
+    if n_bins < order + 2:
+        raise ValueError(
+            f"methods.isd_n_bins: ISD of order {order} needs at least {order + 2} bins, got {n_bins}"
+        )
+    if npix < 2 * n_bins:
+        raise ValueError(f"methods.isd_n_bins: {n_bins} bins need at least {2 * n_bins} pixels, got {npix}")
+    bins = [_bin_index(Tf[i], n_bins) for i in range(K)]
+    y0 = 1.0 + delta
+    w = np.ones(npix)
+    b = np.zeros(K)
+    b_var = np.zeros(K)
+    steps: list[str] = []
+    converged = False
+    hit_pole = False
+    for _ in range(settings.isd_max_iter):
+        y = y0 * w
+        fits = [binned_trend(y, Tf[i], bins[i], n_bins, order) for i in range(K)]
+        sig = np.array([f.significance for f in fits])
+        best = int(np.argmax(sig))
+        if sig[best] <= settings.isd_threshold:
+            converged = True
+            break
+        fit = fits[best]
+        rel = _relation(fit, Tf[best], order)
+        if np.min(rel) <= 0.0:
+            hit_pole = True
+            steps.append(f"t{best}: relation <= 0 on some pixels; stopped")
+            break
+        w = w / rel
+        c0, c1 = fit.coef[0], fit.coef[1]
+        grad = np.array([-c1 / c0**2, 1.0 / c0])
+        b[best] += c1 / (c0 * fit.scale)
+        b_var[best] += float(grad @ fit.cov[:2, :2] @ grad) / fit.scale**2
+        steps.append(f"t{best}:{sig[best]:.1f}sigma")
+    else:
+        # loop exhausted: converged only if the last correction left nothing significant
+        y = y0 * w
+        sig = np.array([binned_trend(y, Tf[i], bins[i], n_bins, order).significance for i in range(K)])
+        converged = bool(np.max(sig) <= settings.isd_threshold)
+    w = w / np.mean(w)
+    yw = y0 * w
+    corrected = yw / np.mean(yw) - 1.0
+    b_orig = basis.coef_to_original(b)
+    cov_b = basis.cov_to_original(np.diag(b_var))
+    diag = MethodDiagnostics(
+        converged=converged,
+        n_iterations=len([s for s in steps if "stopped" not in s]),
+        hit_pole=hit_pole,
+        wall_time=time.perf_counter() - t0,
+        message=("selected " + ", ".join(steps)) if steps else "no significant template",
+    )
+    return make_result(
+        name, "multiplicative", K, npix, corrected, diag,
+        b=b_orig, b_err=np.sqrt(np.diag(cov_b)), cov=embed_cov(K, cov_b=cov_b), weights=w,
+    )
+
+
+def run_isd1(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence) -> MethodResult:
+    """ISD with linear 1-D relations (``ISD-1``); deterministic, ``seed`` unused.
+
+    Parameters
+    ----------
+    data : MapData
+    settings : MethodsSection
+        Uses ``pca``, ``isd_threshold``, ``isd_max_iter``, ``isd_n_bins``.
+    seed : numpy.random.SeedSequence
+
+    Returns
+    -------
+    MethodResult
+        Weights, corrected map and ``b`` as defined in the module docstring.
+    """
+    del seed
+    return _run_isd(data, settings, 1, "ISD-1")
+
+
+def run_isd3(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence) -> MethodResult:
+    """ISD with cubic 1-D relations (``ISD-3``); deterministic, ``seed`` unused.
+
+    See :func:`run_isd1`.
+    """
+    del seed
+    return _run_isd(data, settings, 3, "ISD-3")
