@@ -235,6 +235,9 @@ class MethodsSection:
         _positive,
     )
     isd_max_iter: int = _param(50, "Maximum ISD iterations.", _at_least(1))
+    isd_n_bins: int = _param(
+        10, "Equal-count template bins of the ISD 1-D fits (>= 5 for ISD-3).", _at_least(5)
+    )
     elasticnet_folds: int = _param(5, "Cross-validation folds (grouped by sky patch).", _at_least(2))
     elasticnet_l1_ratio: tuple[float, ...] = _param(
         (0.1, 0.5, 0.9, 1.0), "l1/(l1+l2) mixing ratios scanned by cross-validation."
