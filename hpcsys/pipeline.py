@@ -1,20 +1,93 @@
 """One realisation end to end: mock sky, all methods, MLE fits, LRTs and w(theta).
 
+:func:`prepare_run` builds the :class:`RunContext`: everything shared by all
+tasks of a run (footprint, target and Gaussian spectra, the fixed templates,
+their PCA rotation and auto-/cross-correlation functions ``xi_ij(theta)``, the
+true (a, b), the angular bins). It is deterministic in the configuration, so
+every MPI rank can build it identically (or rank 0 builds it and broadcasts
+it: it is a picklable bundle of arrays).
+
 :func:`run_realisation` is the unit of work that :mod:`hpcsys.parallel`
 scatters over ranks. It is deterministic in ``(config, scenario, index)``:
 every random number comes from :mod:`hpcsys.seeds` streams keyed by the
-realisation (and scenario / method) index, never by the rank.
+realisation (and scenario / method) index, never by the rank:
+
+=============  =====================================  ===========================
+stream         key                                    draws
+=============  =====================================  ===========================
+``truth``      ()                                     true (a, b), once per run
+``templates``  () or (index,) with templates.redraw   template maps
+``field``      (index,)                               lognormal true field
+``counts``     (index,)                               Poisson galaxy counts
+``method``     (scenario, index, method)              CV folds, samplers
+=============  =====================================  ===========================
+
+The field and counts streams ignore the scenario, so all scenarios of one
+realisation share the same true field and the same Poisson variates (common
+random numbers: scenario differences are not blurred by sample variance).
+Scenario and method indices are positions in :data:`hpcsys.config.SCENARIOS`
+and :data:`hpcsys.config.METHOD_NAMES`, independent of the configured subsets.
+
+Per realisation (SCIENCE.md section 7):
+
+* w(theta) of the true field, the observed field and of every method's
+  corrected map (TreeCorr, :mod:`hpcsys.measure.twopoint`);
+* for coefficient methods, the Eq. 16 correction of ``w_obs`` with the
+  noise-debiased coefficients of Eq. 21 and the full template correlation
+  matrix (cross terms), and with autocorrelations only. Both are done in the
+  fitting basis: PCA-rotated (``V^T a``, variances ``diag(V^T Cov V)``,
+  ``V^T Xi V``) when ``methods.pca``, as in Berlfein+24 App. A, where Eq. 21
+  uses the diagonal variances. Where a method reports no variance (e.g. the
+  elastic net) the coefficients are not debiased. For weighting methods
+  (ISD) the corrected w is the re-measured w of the weighted map;
+* maximum-likelihood fits of every model in :data:`FIT_MODELS` under each
+  configured likelihood (in the original template basis; the maxima, and so
+  the LRTs, do not depend on the basis) and the likelihood-ratio tests of
+  :data:`LRT_PAIRS` (Berlfein+24 Eq. 19) with ``dof`` the difference of
+  :func:`hpcsys.core.likelihood.n_params`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import resource
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from hpcsys import seeds
+from hpcsys.config import METHOD_NAMES, SCENARIOS, Config, ConfigError
+from hpcsys.core.correction import correct_w, correct_w_diag, debias
+from hpcsys.core.fit import fit_mle
+from hpcsys.core.likelihood import n_params
+from hpcsys.core.pca import pca_rotation
+from hpcsys.core.stats import likelihood_ratio_test
+from hpcsys.measure.twopoint import PixelCorrelator, angular_bins, rotate_xi
+from hpcsys.methods import MapData, run_method
 from hpcsys.methods.base import MethodResult
+from hpcsys.sims.fields import draw_lognormal, lognormal_gaussian_cl
+from hpcsys.sims.footprint import Footprint, make_footprint
+from hpcsys.sims.mock import Mock, mean_count_per_pixel, observe, true_overdensity
+from hpcsys.sims.spectra import target_cl
+from hpcsys.sims.templates import correlation_matrix, draw_templates, template_names
+from hpcsys.sims.truth import TrueCoefficients, draw_truth
 
-__all__ = ["LRT_PAIRS", "FIT_MODELS", "STAGES", "RealisationResult"]
+__all__ = [
+    "FIT_MODELS",
+    "LRT_PAIRS",
+    "STAGES",
+    "WEIGHTING_METHODS",
+    "RealisationResult",
+    "RunContext",
+    "TemplateSet",
+    "make_mock",
+    "prepare_run",
+    "run_realisation",
+]
+
+#: Methods that correct the map by weights; their corrected w is re-measured.
+WEIGHTING_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3")
 
 #: Models fitted by maximum likelihood for the LRT matrix (Berlfein+24 Eq. 19).
 FIT_MODELS: tuple[str, ...] = ("null", "additive", "multiplicative", "combined")
@@ -98,3 +171,305 @@ class RealisationResult:
     lrt_dof: np.ndarray
     stage_seconds: np.ndarray
     peak_memory_mb: float
+
+
+# --------------------------------------------------------------------------- run context
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """Templates and everything derived from them.
+
+    Attributes
+    ----------
+    templates : ndarray, shape (K, Npix)
+        Standardised templates on the footprint.
+    V : ndarray, shape (K, K)
+        PCA rotation (Berlfein+24 App. A), identity when ``methods.pca`` is off.
+    xi : ndarray, shape (B, K, K)
+        Template auto- and cross-correlation functions (original basis).
+    xi_fit : ndarray, shape (B, K, K)
+        The same in the fitting basis, ``V^T Xi V``.
+    """
+
+    templates: np.ndarray
+    V: np.ndarray
+    xi: np.ndarray
+    xi_fit: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything shared by all tasks of a run (built by :func:`prepare_run`).
+
+    Attributes
+    ----------
+    config : Config
+    footprint : Footprint
+    target_cl : ndarray, shape (3 nside,)
+        Target galaxy C_l (bias included).
+    gaussian_cl : ndarray, shape (3 nside,)
+        Spectrum of the Gaussian field behind the lognormal field.
+    nbar_pixel : float
+        Mean galaxy count per pixel.
+    template_names : tuple of str
+    correlation : ndarray, shape (K, K)
+        Requested template correlation matrix.
+    truth : TrueCoefficients
+        True (a, b) of the run; :meth:`TrueCoefficients.for_scenario` per scenario.
+    correlator : PixelCorrelator
+        TreeCorr w(theta) on the footprint pixels.
+    fixed : TemplateSet or None
+        The run's templates (``None`` when ``templates.redraw``).
+    prepare_seconds : float
+        Wall time of :func:`prepare_run`.
+    """
+
+    config: Config
+    footprint: Footprint
+    target_cl: np.ndarray
+    gaussian_cl: np.ndarray
+    nbar_pixel: float
+    template_names: tuple[str, ...]
+    correlation: np.ndarray
+    truth: TrueCoefficients
+    correlator: PixelCorrelator
+    fixed: TemplateSet | None
+    prepare_seconds: float
+
+    @property
+    def theta_arcmin(self) -> np.ndarray:
+        """Bin centres of w(theta) in arcmin."""
+        return self.correlator.theta_arcmin
+
+    def templates_for(self, index: int) -> TemplateSet:
+        """The templates of realisation ``index`` (the fixed set unless redrawn)."""
+        if self.fixed is not None:
+            return self.fixed
+        rng = seeds.rng(self.config.run.master_seed, "templates", index)
+        return _template_set(self, rng)
+
+
+def _template_set(ctx: RunContext, rng: np.random.Generator) -> TemplateSet:
+    cfg = ctx.config
+    T = draw_templates(cfg.templates, cfg.sky.nside, ctx.footprint.pixels, rng)
+    K = T.shape[0]
+    V = np.asarray(pca_rotation(T).V, dtype=float) if cfg.methods.pca else np.eye(K)
+    xi = ctx.correlator.xi_matrix(T)
+    return TemplateSet(templates=T, V=V, xi=xi, xi_fit=rotate_xi(xi, V))
+
+
+def prepare_run(config: Config) -> RunContext:
+    """Build the shared state of a run (deterministic in ``config``).
+
+    Draws the fixed templates (stream ``templates``) and the true (a, b)
+    (stream ``truth``) and measures the template auto- and cross-correlations
+    once: K (K + 1)/2 TreeCorr runs (:meth:`PixelCorrelator.xi_matrix`).
+
+    Raises
+    ------
+    ConfigError
+        A bad sky, templates, contamination or twopoint value (naming the key),
+        or an unreadable mask file (naming the file).
+    """
+    t0 = time.perf_counter()
+    sky, tp = config.sky, config.twopoint
+    if config.templates.n_templates < 1:
+        raise ConfigError(
+            f"templates.n_templates: must be >= 1, got {config.templates.n_templates}"
+        )
+    footprint = make_footprint(sky.footprint, sky.nside, cap_radius_deg=sky.cap_radius_deg,
+                               mask_file=sky.mask_file)
+    nbar = mean_count_per_pixel(sky.number_density, sky.nside)
+    cl = target_cl(sky.spectrum, sky.galaxy_bias, 3 * sky.nside - 1)
+    gl = lognormal_gaussian_cl(cl)
+    R = correlation_matrix(config.templates)
+    bins = angular_bins(sky.nside, tp.theta_min_arcmin, tp.theta_max_arcmin, tp.n_bins,
+                        tp.bin_slop)
+    correlator = PixelCorrelator(sky.nside, footprint.pixels, bins, tp.n_threads)
+    truth = draw_truth(config.contamination, config.templates.n_templates,
+                       seeds.rng(config.run.master_seed, "truth"))
+    ctx = RunContext(
+        config=config, footprint=footprint, target_cl=cl, gaussian_cl=gl, nbar_pixel=nbar,
+        template_names=template_names(config.templates), correlation=R, truth=truth,
+        correlator=correlator, fixed=None, prepare_seconds=0.0,
+    )
+    fixed = None
+    if not config.templates.redraw:
+        fixed = _template_set(ctx, seeds.rng(config.run.master_seed, "templates"))
+    return dataclasses.replace(ctx, fixed=fixed, prepare_seconds=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- one realisation
+
+
+def _check_task(ctx: RunContext, scenario: str, index: int) -> None:
+    if scenario not in SCENARIOS:
+        raise ConfigError(
+            f"run.scenarios: unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}"
+        )
+    if not 0 <= int(index):
+        raise ValueError(f"realisation index must be >= 0, got {index}")
+
+
+def make_mock(ctx: RunContext, scenario: str, index: int,
+              templates: TemplateSet | None = None) -> Mock:
+    """The mock observation of one realisation and scenario (SCIENCE.md 1, 3).
+
+    The true field uses stream ``field`` and the counts stream ``counts``,
+    both keyed by ``index`` only.
+    """
+    _check_task(ctx, scenario, index)
+    cfg = ctx.config
+    tset = ctx.templates_for(index) if templates is None else templates
+    master = cfg.run.master_seed
+    delta = draw_lognormal(ctx.gaussian_cl, cfg.sky.nside, seeds.rng(master, "field", index))
+    delta_true = true_overdensity(delta[ctx.footprint.pixels])
+    del delta
+    a, b = ctx.truth.for_scenario(scenario)
+    return observe(delta_true, tset.templates, a, b, nbar_pixel=ctx.nbar_pixel,
+                   shot_noise=cfg.sky.shot_noise, rng=seeds.rng(master, "counts", index))
+
+
+def _fit_basis_variance(cov_block: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``diag(V^T C V)``; zero (no debiasing) where the method gave no finite covariance."""
+    if not np.all(np.isfinite(cov_block)):
+        return np.zeros(V.shape[0])
+    return np.maximum(np.einsum("ki,kl,li->i", V, cov_block, V), 0.0)
+
+
+def _corrected_w(w_obs: np.ndarray, res: MethodResult, tset: TemplateSet
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 16 (full ``Xi`` and diagonal only) with Eq. 21 debiased coefficients."""
+    K = res.a.shape[0]
+    V = tset.V
+    a_fit, b_fit = res.a @ V, res.b @ V  # a' = V^T a
+    var_a = _fit_basis_variance(res.cov[:K, :K], V)
+    var_b = _fit_basis_variance(res.cov[K:, K:], V)
+    a_t = np.asarray(debias(a_fit, var_a))
+    b_t = np.asarray(debias(b_fit, var_b))
+    full = np.asarray(correct_w(w_obs, a_t, b_t, tset.xi_fit), dtype=float)
+    auto = np.diagonal(tset.xi_fit, axis1=1, axis2=2)
+    diag = np.asarray(correct_w_diag(w_obs, a_t, b_t, auto), dtype=float)
+    return full, diag
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationResult:
+    """Mock, methods, MLE fits, LRTs and all w(theta) of one task.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        From :func:`prepare_run`.
+    scenario : str
+        One of :data:`hpcsys.config.SCENARIOS`.
+    index : int
+        Realisation index (>= 0).
+
+    Returns
+    -------
+    RealisationResult
+    """
+    t_start = time.perf_counter()
+    _check_task(ctx, scenario, index)
+    cfg = ctx.config
+    master = cfg.run.master_seed
+    seconds = dict.fromkeys(STAGES, 0.0)
+
+    t = time.perf_counter()
+    tset = ctx.templates_for(index)
+    mock = make_mock(ctx, scenario, index, tset)
+    a_true, b_true = ctx.truth.for_scenario(scenario)
+    seconds["mock"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    data = MapData(delta=mock.delta_obs, templates=tset.templates, pixels=ctx.footprint.pixels,
+                   nside=cfg.sky.nside, names=ctx.template_names)
+    s_idx = SCENARIOS.index(scenario)
+    methods = tuple(
+        run_method(name, data, cfg.methods,
+                   seeds.seed_sequence(master, "method", s_idx, index, METHOD_NAMES.index(name)))
+        for name in cfg.methods.names
+    )
+    seconds["methods"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    liks = cfg.methods.likelihoods
+    K = tset.templates.shape[0]
+    F, L, Q = len(FIT_MODELS), len(liks), len(LRT_PAIRS)
+    loglike = np.full((F, L), np.nan)
+    converged = np.zeros((F, L), dtype=bool)
+    hit_pole = np.zeros((F, L), dtype=bool)
+    mle_a, mle_b = np.zeros((F, L, K)), np.zeros((F, L, K))
+    mle_a_err, mle_b_err = np.full((F, L, K), np.nan), np.full((F, L, K), np.nan)
+    mle_s, mle_g = np.full((F, L), np.nan), np.full((F, L), np.nan)
+    for f, model in enumerate(FIT_MODELS):
+        for j, lik in enumerate(liks):
+            fit = fit_mle(mock.delta_obs, tset.templates, model, lik,
+                          max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol)
+            loglike[f, j] = fit.loglike
+            converged[f, j] = fit.converged
+            hit_pole[f, j] = fit.hit_pole
+            mle_a[f, j], mle_b[f, j] = fit.a, fit.b
+            mle_a_err[f, j], mle_b_err[f, j] = fit.a_err, fit.b_err
+            mle_s[f, j], mle_g[f, j] = fit.s, fit.g
+    lrt_lambda, lrt_pvalue = np.full((Q, L), np.nan), np.full((Q, L), np.nan)
+    lrt_dof = np.zeros(Q, dtype=int)
+    for q, (null, alt) in enumerate(LRT_PAIRS):
+        f0, f1 = FIT_MODELS.index(null), FIT_MODELS.index(alt)
+        for j, lik in enumerate(liks):
+            dof = n_params(alt, lik, K) - n_params(null, lik, K)
+            lrt = likelihood_ratio_test(loglike[f0, j], loglike[f1, j], dof)
+            lrt_lambda[q, j] = float(lrt.statistic)
+            lrt_pvalue[q, j] = float(lrt.pvalue)
+            lrt_dof[q] = dof
+    seconds["mle"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    corr = ctx.correlator
+    w_true = corr.w(mock.delta_true)
+    w_obs = corr.w(mock.delta_obs)
+    M, B = len(methods), w_obs.shape[0]
+    w_corrected, w_diag, w_remeasured = (np.full((M, B), np.nan) for _ in range(3))
+    for m, res in enumerate(methods):
+        w_remeasured[m] = corr.w(res.corrected)
+        if res.name in WEIGHTING_METHODS:
+            w_corrected[m] = w_remeasured[m]
+        else:
+            w_corrected[m], w_diag[m] = _corrected_w(w_obs, res, tset)
+    seconds["twopoint"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+
+    return RealisationResult(
+        scenario=scenario,
+        index=int(index),
+        seed_words=np.concatenate([seeds.seed_words(master, "field", index),
+                                   seeds.seed_words(master, "counts", index)]),
+        a_true=a_true,
+        b_true=b_true,
+        theta_arcmin=ctx.theta_arcmin.copy(),
+        w_true=w_true,
+        w_obs=w_obs,
+        methods=methods,
+        w_corrected=w_corrected,
+        w_corrected_diag=w_diag,
+        w_remeasured=w_remeasured,
+        mle_loglike=loglike,
+        mle_converged=converged,
+        mle_hit_pole=hit_pole,
+        mle_a=mle_a,
+        mle_b=mle_b,
+        mle_a_err=mle_a_err,
+        mle_b_err=mle_b_err,
+        mle_s=mle_s,
+        mle_g=mle_g,
+        lrt_lambda=lrt_lambda,
+        lrt_pvalue=lrt_pvalue,
+        lrt_dof=lrt_dof,
+        stage_seconds=np.array([seconds[s] for s in STAGES]),
+        peak_memory_mb=_peak_memory_mb(),
+    )

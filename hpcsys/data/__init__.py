@@ -1,0 +1,1 @@
+"""Shipped data tables (see hpcsys.sims.spectra)."""

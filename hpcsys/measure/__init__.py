@@ -1,0 +1,1 @@
+"""Measurements on pixel maps: angular two-point functions with TreeCorr."""

@@ -1,0 +1,1 @@
+"""Mock skies: footprints, target spectra, lognormal fields, templates and contamination."""
