@@ -163,7 +163,7 @@ def test_serializer_rejects_unsupported_values(tmp_path: Path) -> None:
 def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
     recs = {"null": [random_result("null", i) for i in (2, 0, 1)],
             "additive": [random_result("additive", i) for i in (1, 0)]}
-    xi = np.random.default_rng(1).normal(size=(K, K, B))
+    xi = np.random.default_rng(1).normal(size=(B, K, K))
     tmpl = TemplateInfo(tuple(f"t{i}" for i in range(K)), np.eye(K), xi)
     path = write_results(tmp_path / "results.h5", recs, coords=coords(),
                          provenance=provenance(5), templates=tmpl)

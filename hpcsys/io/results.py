@@ -115,9 +115,11 @@ class TemplateInfo:
     ----------
     names : tuple of str, length K
     correlation : ndarray, shape (K, K)
-        Correlation matrix of the templates on the footprint.
-    xi : ndarray, shape (K, K, B), or None
-        Template auto/cross-correlation functions xi_ij(theta) (Berlfein+24 Eq. 16).
+        Correlation matrix of the templates on the footprint (the requested
+        matrix when templates are redrawn per realisation).
+    xi : ndarray, shape (B, K, K), or None
+        Template auto/cross-correlation functions xi_ij(theta) (Berlfein+24 Eq. 16);
+        None when templates are redrawn per realisation.
     """
 
     names: tuple[str, ...]
@@ -370,7 +372,7 @@ def write_results(
                     "template,template")
                 if templates.xi is not None:
                     tg.create_dataset("xi", data=templates.xi).attrs["dims"] = (
-                        "template,template,bin")
+                        "bin,template,template")
             f.attrs["complete"] = True
         os.replace(tmp, path)
     except BaseException:

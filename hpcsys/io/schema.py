@@ -23,7 +23,7 @@ Groups and datasets
 ``/theta_arcmin`` (bin)
     Bin centres of w(theta), identical for all tasks.
 ``/templates/names`` (template), ``/templates/correlation`` (template, template),
-``/templates/xi`` (template, template, bin; present when the run provides it)
+``/templates/xi`` (bin, template, template; absent when templates are redrawn)
     Template names, their correlation matrix on the footprint, and the template
     auto- and cross-correlation functions xi_ij(theta) used in Berlfein+24 Eq. 16.
 ``/scenarios/<scenario>/``

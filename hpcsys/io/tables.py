@@ -28,10 +28,11 @@ class Table2:
 
     * ``wilks``: reject when the chi-square(dof) p-value is below ``alpha``
       (assumes independent pixels; over-rejects on correlated skies);
-    * ``calibrated``: reject when lambda exceeds the empirical ``1 - alpha``
-      quantile of lambda over the realisations of ``null_scenario`` (the
-      mock-calibrated null distribution). Its size on ``null_scenario`` itself
-      is ``alpha`` by construction.
+    * ``calibrated``: reject when the empirical p-value
+      ``(1 + #{lambda_null >= lambda}) / (1 + M)`` against the M values of
+      lambda over the realisations of ``null_scenario`` is at most ``alpha``
+      (the mock-calibrated null distribution; in-sample, hence about ``alpha``
+      by construction, on ``null_scenario`` itself).
 
     Attributes
     ----------
