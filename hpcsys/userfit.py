@@ -1,0 +1,729 @@
+"""``hpcsys fit``: the six methods and the MLE/LRT fits on a user's own HEALPix maps.
+
+Python API
+----------
+:func:`fit_files` reads FITS files (:func:`hpcsys.io.maps.load_user_maps`),
+:func:`fit_maps` takes full-sky RING arrays; both validate the input
+(:func:`hpcsys.io.maps.prepare_maps`: the handling of every kind of bad input
+is tabulated there), run the chosen methods (:func:`hpcsys.methods.run_method`)
+and the maximum-likelihood fits of every model in
+:data:`hpcsys.pipeline.FIT_MODELS` under each chosen likelihood
+(:func:`hpcsys.core.fit.fit_mle`, Berlfein+24 Eqs. 17-18), and compute the
+likelihood-ratio tests of :data:`hpcsys.pipeline.LRT_PAIRS` (Berlfein+24
+Eq. 19, Wilks chi-square p-values). :func:`write_fit_result` stores a
+:class:`FitResult` in HDF5 (and optionally one method's weights as a FITS
+map); :func:`read_fit_result` reads it back.
+
+Conventions
+-----------
+* Templates are standardised on the footprint (mean 0, std 1) before fitting,
+  so coefficients are per standard deviation of each template; the raw means
+  and standard deviations are in ``FitResult.map``.
+* The MLE fits use the standardised templates directly: the maximum, the
+  maximum log-likelihood and hence the LRT are invariant under the PCA
+  rotation of Berlfein+24 App. A (a linear re-parametrisation); the methods
+  apply ``methods.pca`` themselves.
+* Fits run in float64 (a scoped ``jax.enable_x64`` context), whatever the
+  caller's JAX setting.
+* Randomness: method ``m`` (index in :data:`hpcsys.config.METHOD_NAMES`)
+  draws from ``seed_sequence(seed, "method", 0, 0, m)``, the stream the
+  pipeline gives method ``m`` of scenario 0, realisation 0, so a method's
+  result does not depend on which other methods run.
+* The LRT p-values assume independent pixels (Wilks); on maps with
+  large-scale structure they are too small (SCIENCE.md section 9): treat them
+  as a screening statistic and calibrate with mocks.
+
+HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 1``)
+------------------------------------------------------------------
+Written with :func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
+scalars and strings attributes, nested dataclasses groups):
+
+* root attributes: ``format``, ``format_version``, ``created`` (ISO 8601 UTC),
+  ``hpcsys_version``, ``seed``; dataset ``inputs`` (``role=path`` strings).
+* ``/methods/<i>/`` for each method run, in order: attributes ``name``,
+  ``model``, ``sigma``; datasets ``a, b, a_err, b_err, a_mean, b_mean, a_std,
+  b_std`` (K), ``cov`` (2K, 2K), ``weights`` and ``corrected`` (footprint
+  pixels, order of ``/map/pixels``); group ``diagnostics`` (attributes
+  ``converged, n_iterations, acceptance_fraction, autocorr_time,
+  effective_samples, hit_pole, wall_time, message``).
+* ``/mle/<j>/`` for each (model, likelihood), models outer: attributes
+  ``model, likelihood, s, g, loglike, converged, n_iter, hit_pole, message``;
+  datasets ``theta`` (P), ``a, b, a_err, b_err`` (K), ``cov`` (P, P).
+* ``/lrt/``: one row per (pair, likelihood): ``null_model, alt_model,
+  likelihood`` (strings), ``dof``, ``statistic`` (lambda), ``pvalue``,
+  ``converged`` (both fits converged without hitting the pole).
+* ``/map/``: ``nside, n_pixels, n_sky_pixels, counts, n_input_templates,
+  n_outside_mask, n_bad_map, n_bad_mask, mean_count`` (attributes);
+  ``pixels``, ``template_names``, ``template_mean``, ``template_std``,
+  ``n_bad_templates`` (per input template), ``input_template_names``,
+  ``dropped``, ``dropped_reasons``, ``notes``.
+* ``/settings/``: the ``methods:`` config section used.
+
+The optional FITS weight map is full-sky RING, ``UNSEEN`` outside the
+footprint, one column ``WEIGHT`` holding ``1/(1 + b.t_p)`` of the chosen
+weighting method, with header keys ``HPCMETH`` (method), ``HPCSEED`` and
+``HPCVERS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from hpcsys._version import __version__
+from hpcsys.config import (
+    METHOD_NAMES,
+    Config,
+    ConfigError,
+    MethodsSection,
+    apply_overrides,
+    load_config,
+)
+from hpcsys.core.fit import MLEResult, fit_mle
+from hpcsys.core.likelihood import n_params
+from hpcsys.core.stats import likelihood_ratio_test
+from hpcsys.io.maps import MapInputError, PreparedMaps, load_user_maps, prepare_maps
+from hpcsys.methods import MapData, MethodInputError, MethodResult, run_method
+from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS
+from hpcsys.seeds import seed_sequence
+
+__all__ = [
+    "WEIGHTING_METHODS",
+    "FitResult",
+    "LRTTable",
+    "MapSummary",
+    "fit_files",
+    "fit_maps",
+    "fit_prepared",
+    "format_summary",
+    "method_seed",
+    "read_fit_result",
+    "register_cli",
+    "write_fit_result",
+    "write_weight_map",
+]
+
+#: Methods whose per-pixel weights ``1/(1 + b.t_p)`` can be written as a FITS map.
+WEIGHTING_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3", "MCMC-comb")
+_FORMAT = "hpcsys-fit"
+_FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class MapSummary:
+    """What was fitted: the footprint and the fate of every input pixel and template.
+
+    Attributes
+    ----------
+    nside : int
+    n_pixels : int
+        Footprint pixels used.
+    n_sky_pixels : int
+        ``12 nside^2``.
+    counts : bool
+        The input was a counts map (converted to ``N / mean(N) - 1``).
+    pixels : ndarray of int64, shape (n_pixels,)
+        RING indices of the footprint pixels.
+    template_names : tuple of str
+        Templates fitted (K), in coefficient order.
+    template_mean, template_std : ndarray, shape (K,)
+        Raw footprint mean and standard deviation of each fitted template.
+    input_template_names : tuple of str
+        All input templates, before dropping.
+    dropped, dropped_reasons : tuple of str
+        Dropped templates and why (constant, duplicate, linear combination).
+    n_input_templates, n_outside_mask, n_bad_map, n_bad_mask : int
+        See :class:`hpcsys.io.maps.PreparedMaps`.
+    n_bad_templates : ndarray of int64, shape (n_input_templates,)
+        NaN/inf/UNSEEN pixels inside the mask, per input template.
+    mean_count : float
+        Mean count per footprint pixel (``nan`` for an overdensity input).
+    notes : tuple of str
+        Everything done to the input (reordering, masking, dropping).
+    """
+
+    nside: int
+    n_pixels: int
+    n_sky_pixels: int
+    counts: bool
+    pixels: np.ndarray
+    template_names: tuple[str, ...]
+    template_mean: np.ndarray
+    template_std: np.ndarray
+    input_template_names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    dropped_reasons: tuple[str, ...]
+    n_input_templates: int
+    n_outside_mask: int
+    n_bad_map: int
+    n_bad_mask: int
+    n_bad_templates: np.ndarray
+    mean_count: float
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LRTTable:
+    """Likelihood-ratio tests (Berlfein+24 Eq. 19), one row per (pair, likelihood).
+
+    Attributes
+    ----------
+    null_model, alt_model, likelihood : tuple of str
+        The nested pair and the likelihood of each row.
+    dof : ndarray of int64
+        Extra parameters of the alternative model.
+    statistic : ndarray
+        ``lambda = 2 (lnL_alt - lnL_null)`` at the maxima.
+    pvalue : ndarray
+        Wilks chi-square survival probability of ``lambda`` with ``dof``.
+    converged : ndarray of bool
+        Both fits converged and neither ran into the pole ``1 + b.t_p = 0``.
+    """
+
+    null_model: tuple[str, ...]
+    alt_model: tuple[str, ...]
+    likelihood: tuple[str, ...]
+    dof: np.ndarray
+    statistic: np.ndarray
+    pvalue: np.ndarray
+    converged: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Everything ``hpcsys fit`` measured on one set of user maps.
+
+    Attributes
+    ----------
+    methods : tuple of MethodResult
+        One per method run, in ``settings.names`` order.
+    mle : tuple of MLEResult
+        One per (model, likelihood): models of :data:`~hpcsys.pipeline.FIT_MODELS`
+        outer, ``settings.likelihoods`` inner.
+    lrt : LRTTable
+    map : MapSummary
+    settings : MethodsSection
+        The ``methods:`` settings used (names and likelihoods included).
+    seed : int
+        Master seed of the method streams (see :func:`method_seed`).
+    inputs : tuple of str
+        ``role=path`` of each input file (empty for array input).
+    hpcsys_version : str
+    """
+
+    methods: tuple[MethodResult, ...]
+    mle: tuple[MLEResult, ...]
+    lrt: LRTTable
+    map: MapSummary
+    settings: MethodsSection
+    seed: int
+    inputs: tuple[str, ...]
+    hpcsys_version: str
+
+    def method(self, name: str) -> MethodResult:
+        """The result of method ``name``."""
+        for r in self.methods:
+            if r.name == name:
+                return r
+        raise KeyError(f"method {name!r} was not run; ran {', '.join(r.name for r in self.methods)}")
+
+    def mle_fit(self, model: str, likelihood: str) -> MLEResult:
+        """The maximum-likelihood fit of ``model`` under ``likelihood``."""
+        for r in self.mle:
+            if r.model == model and r.likelihood == likelihood:
+                return r
+        raise KeyError(f"no MLE fit of ({model!r}, {likelihood!r})")
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def method_seed(seed: int, name: str) -> np.random.SeedSequence:
+    """Seed of method ``name``: ``seed_sequence(seed, "method", 0, 0, index)``.
+
+    ``index`` is the method's position in :data:`hpcsys.config.METHOD_NAMES`,
+    so each method's stream is fixed whatever else runs.
+    """
+    return seed_sequence(seed, "method", 0, 0, METHOD_NAMES.index(name))
+
+
+def _resolve_settings(
+    settings: MethodsSection | None,
+    methods: Sequence[str] | None,
+    likelihoods: Sequence[str] | None,
+) -> MethodsSection:
+    """Apply method/likelihood choices to ``settings`` and validate the result."""
+    cfg = Config() if settings is None else Config(methods=settings)
+    overrides = []
+    if methods is not None:
+        overrides.append(f"methods.names=[{', '.join(repr(str(m)) for m in methods)}]")
+    if likelihoods is not None:
+        overrides.append(f"methods.likelihoods=[{', '.join(repr(str(x)) for x in likelihoods)}]")
+    return apply_overrides(cfg, overrides).methods
+
+
+def fit_prepared(
+    prepared: PreparedMaps,
+    *,
+    methods: Sequence[str] | None = None,
+    likelihoods: Sequence[str] | None = None,
+    settings: MethodsSection | None = None,
+    seed: int = 0,
+    inputs: Sequence[str] = (),
+    input_template_names: Sequence[str] | None = None,
+) -> FitResult:
+    """Run the methods, MLE fits and LRTs on validated footprint maps.
+
+    Parameters
+    ----------
+    prepared : PreparedMaps
+        From :func:`hpcsys.io.maps.prepare_maps`.
+    methods, likelihoods : sequence of str, optional
+        Override ``settings.names`` / ``settings.likelihoods``.
+    settings : MethodsSection, optional
+        Method settings (default: the config defaults).
+    seed : int
+        Master seed of the method streams (:func:`method_seed`).
+    inputs : sequence of str
+        ``role=path`` provenance strings.
+    input_template_names : sequence of str, optional
+        Names of all input templates (default: kept plus dropped).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    MapInputError
+        The footprint has no more pixels than the largest model has parameters.
+    ConfigError
+        Unknown method or likelihood, invalid settings or a negative seed.
+    """
+    import jax
+
+    settings = _resolve_settings(settings, methods, likelihoods)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    K, n = prepared.n_templates, prepared.n_pixels
+    p_max, worst = max(
+        (n_params(m, lik, K), f"{m} model, {lik} likelihood")
+        for m in FIT_MODELS
+        for lik in settings.likelihoods
+    )
+    if n <= p_max:
+        raise MapInputError(
+            f"footprint: {n} usable pixels, not more than the {p_max} parameters of the "
+            f"{worst} with K = {K} templates"
+        )
+    data = MapData(
+        delta=prepared.delta,
+        templates=prepared.templates,
+        pixels=prepared.pixels,
+        nside=prepared.nside,
+        names=prepared.names,
+    )
+    with jax.enable_x64(True):
+        results = tuple(
+            run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
+        )
+        mle = tuple(
+            fit_mle(
+                data.delta,
+                data.templates,
+                model,
+                lik,
+                max_iter=settings.mle_max_iter,
+                tol=settings.mle_tol,
+            )
+            for model in FIT_MODELS
+            for lik in settings.likelihoods
+        )
+    lrt = _lrt_table(mle, settings.likelihoods, K)
+    names_in = (
+        tuple(input_template_names)
+        if input_template_names is not None
+        else prepared.names + prepared.dropped
+    )
+    summary = MapSummary(
+        nside=prepared.nside,
+        n_pixels=n,
+        n_sky_pixels=12 * prepared.nside**2,
+        counts=bool(np.isfinite(prepared.mean_count)),
+        pixels=prepared.pixels,
+        template_names=prepared.names,
+        template_mean=prepared.template_mean,
+        template_std=prepared.template_std,
+        input_template_names=names_in,
+        dropped=prepared.dropped,
+        dropped_reasons=prepared.dropped_reasons,
+        n_input_templates=prepared.n_input_templates,
+        n_outside_mask=prepared.n_outside_mask,
+        n_bad_map=prepared.n_bad_map,
+        n_bad_mask=prepared.n_bad_mask,
+        n_bad_templates=prepared.n_bad_templates,
+        mean_count=prepared.mean_count,
+        notes=prepared.notes,
+    )
+    return FitResult(
+        methods=results,
+        mle=mle,
+        lrt=lrt,
+        map=summary,
+        settings=settings,
+        seed=seed,
+        inputs=tuple(inputs),
+        hpcsys_version=__version__,
+    )
+
+
+def _lrt_table(mle: tuple[MLEResult, ...], likelihoods: tuple[str, ...], K: int) -> LRTTable:
+    """Berlfein+24 Eq. 19 for every pair of :data:`LRT_PAIRS` and likelihood."""
+    fits = {(r.model, r.likelihood): r for r in mle}
+    rows = []
+    for null, alt in LRT_PAIRS:
+        for lik in likelihoods:
+            f0, f1 = fits[(null, lik)], fits[(alt, lik)]
+            dof = n_params(alt, lik, K) - n_params(null, lik, K)
+            test = likelihood_ratio_test(f0.loglike, f1.loglike, dof)
+            ok = f0.converged and f1.converged and not (f0.hit_pole or f1.hit_pole)
+            rows.append((null, alt, lik, dof, float(test.statistic), float(test.pvalue), ok))
+    cols = list(zip(*rows))
+    return LRTTable(
+        null_model=tuple(cols[0]),
+        alt_model=tuple(cols[1]),
+        likelihood=tuple(cols[2]),
+        dof=np.asarray(cols[3], dtype=np.int64),
+        statistic=np.asarray(cols[4], dtype=np.float64),
+        pvalue=np.asarray(cols[5], dtype=np.float64),
+        converged=np.asarray(cols[6], dtype=bool),
+    )
+
+
+def fit_maps(
+    delta_or_counts: np.ndarray,
+    templates: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    counts: bool = False,
+    names: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    likelihoods: Sequence[str] | None = None,
+    settings: MethodsSection | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Fit full-sky RING arrays: validate, run the methods, MLE fits and LRTs.
+
+    Parameters
+    ----------
+    delta_or_counts : ndarray, shape (12 nside^2,)
+        Observed overdensity, or galaxy counts with ``counts=True``.
+    templates : ndarray, shape (K, 12 nside^2)
+        Raw template maps (standardised on the footprint here).
+    mask : ndarray, shape (12 nside^2,), optional
+        ``> 0`` is observed; required with ``counts``.
+    counts : bool
+        Convert counts to ``N / mean(N) - 1`` on the footprint.
+    names : sequence of str, optional
+        Template names (default ``t0, t1, ...``).
+    methods, likelihoods : sequence of str, optional
+        Methods and likelihoods to run (default: those of ``settings``).
+    settings : MethodsSection, optional
+    seed : int
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    MapInputError, ConfigError
+        Bad maps (see :mod:`hpcsys.io.maps`) or bad settings.
+    """
+    prepared = prepare_maps(
+        delta_or_counts, templates, mask, counts=counts, names=names,
+        map_label="delta_or_counts", mask_label="mask",
+    )
+    return fit_prepared(
+        prepared, methods=methods, likelihoods=likelihoods, settings=settings, seed=seed,
+        input_template_names=None if names is None else tuple(names),
+    )
+
+
+def fit_files(
+    map_path: str | Path,
+    template_paths: Sequence[str | Path],
+    *,
+    mask_path: str | Path | None = None,
+    counts: bool = False,
+    methods: Sequence[str] | None = None,
+    likelihoods: Sequence[str] | None = None,
+    settings: MethodsSection | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Fit HEALPix FITS files: :func:`~hpcsys.io.maps.load_user_maps` then :func:`fit_prepared`.
+
+    Parameters are those of :func:`fit_maps` with file paths for the maps;
+    a multi-column template file contributes one template per column.
+    """
+    um = load_user_maps(map_path, template_paths, mask_path=mask_path, counts=counts)
+    prepared = prepare_maps(
+        um.map, um.templates, um.mask, counts=counts, names=um.names,
+        map_label=um.map_label, mask_label=um.mask_label or "mask",
+        template_labels=um.template_labels,
+    )
+    prepared = dataclasses.replace(prepared, notes=um.notes + prepared.notes)
+    inputs = [f"{'counts' if counts else 'map'}={map_path}"]
+    inputs += [f"template={p}" for p in template_paths]
+    if mask_path is not None:
+        inputs.append(f"mask={mask_path}")
+    return fit_prepared(
+        prepared, methods=methods, likelihoods=likelihoods, settings=settings, seed=seed,
+        inputs=inputs, input_template_names=um.names,
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_weight_map(result: FitResult, method: str, path: str | Path) -> None:
+    """Write one weighting method's ``1/(1 + b.t_p)`` as a full-sky FITS map.
+
+    Parameters
+    ----------
+    result : FitResult
+    method : str
+        A method of :data:`WEIGHTING_METHODS` that was run.
+    path : str or Path
+        Output FITS file (overwritten). ``UNSEEN`` outside the footprint, RING.
+
+    Raises
+    ------
+    ConfigError
+        ``method`` is not a weighting method or was not run.
+    """
+    import healpy as hp
+
+    if method not in WEIGHTING_METHODS:
+        raise ConfigError(
+            f"--weights-method {method}: not a weighting method; choose from "
+            f"{', '.join(WEIGHTING_METHODS)}"
+        )
+    ran = [r.name for r in result.methods]
+    if method not in ran:
+        raise ConfigError(f"--weights-method {method}: was not run (ran {', '.join(ran)})")
+    r = result.method(method)
+    sky = np.full(result.map.n_sky_pixels, hp.UNSEEN, dtype=np.float64)
+    sky[result.map.pixels] = r.weights
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    hp.write_map(
+        str(tmp), sky, nest=False, dtype=np.float64, overwrite=True, column_names=["WEIGHT"],
+        extra_header=[
+            ("HPCMETH", method, "hpcsys weighting method"),
+            ("HPCSEED", result.seed, "hpcsys fit seed"),
+            ("HPCVERS", result.hpcsys_version, "hpcsys version"),
+        ],
+    )
+    os.replace(tmp, path)
+
+
+def write_fit_result(
+    result: FitResult,
+    path_h5: str | Path,
+    weights_fits: str | Path | None = None,
+    weights_method: str = "ISD-1",
+) -> None:
+    """Write a :class:`FitResult` to HDF5 (layout in the module docstring).
+
+    Parameters
+    ----------
+    result : FitResult
+    path_h5 : str or Path
+        Output HDF5 file, written atomically (temporary name, then rename);
+        an existing file is replaced.
+    weights_fits : str or Path, optional
+        Also write ``weights_method``'s weights as a FITS map (:func:`write_weight_map`).
+    weights_method : str
+        A method of :data:`WEIGHTING_METHODS` that was run.
+    """
+    import h5py
+
+    from hpcsys.io.serialize import write_dataclass
+
+    if weights_fits is not None:
+        write_weight_map(result, weights_method, weights_fits)
+    tmp = Path(f"{path_h5}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            write_dataclass(f, result)
+            f.attrs["format"] = _FORMAT
+            f.attrs["format_version"] = _FORMAT_VERSION
+            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.replace(tmp, path_h5)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_fit_result(path_h5: str | Path) -> FitResult:
+    """Read a file written by :func:`write_fit_result`.
+
+    Raises
+    ------
+    MapInputError
+        The file is missing or not an ``hpcsys fit`` output.
+    """
+    import h5py
+
+    from hpcsys.io.serialize import read_dataclass
+
+    if not Path(path_h5).is_file():
+        raise MapInputError(f"{path_h5}: no such file")
+    with h5py.File(path_h5, "r") as f:
+        if f.attrs.get("format") != _FORMAT:
+            raise MapInputError(f"{path_h5}: not an hpcsys fit result (format attribute)")
+        return read_dataclass(f, FitResult)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``fit`` sub-command to an :mod:`argparse` sub-parser set.
+
+    The sub-parser's default ``func`` is :func:`run_cli` (``args -> exit code``).
+    """
+    p = subparsers.add_parser(
+        "fit",
+        help="run the methods, MLE fits and LRTs on your own HEALPix maps",
+        description=(
+            "Fit additive/multiplicative systematics templates to a HEALPix overdensity map "
+            "(or a counts map with --counts and --mask) with the six methods of Berlfein+24, "
+            "maximum-likelihood fits of every model and likelihood-ratio tests. Maps are FITS "
+            "files as written by healpy.write_map (RING or NESTED; NESTED is reordered)."
+        ),
+    )
+    p.add_argument("map", metavar="MAP", help="overdensity (or counts) HEALPix FITS map")
+    p.add_argument(
+        "--templates", "-t", nargs="+", required=True, metavar="T",
+        help="template FITS maps (a multi-column file gives one template per column)",
+    )
+    p.add_argument("--mask", metavar="MASK", help="footprint mask FITS map (> 0 is observed)")
+    p.add_argument(
+        "--counts", action="store_true",
+        help="MAP holds galaxy counts (requires --mask); delta = N/mean(N) - 1",
+    )
+    p.add_argument(
+        "--methods", nargs="+", metavar="NAME",
+        help=f"methods to run (default: all; {', '.join(METHOD_NAMES)})",
+    )
+    p.add_argument(
+        "--likelihoods", nargs="+", metavar="NAME",
+        help="likelihoods of the MLE fits and LRTs (default: gaussian skewnormal)",
+    )
+    p.add_argument("--out", "-o", required=True, metavar="OUT.h5", help="output HDF5 file")
+    p.add_argument("--weights-fits", metavar="W.fits", help="also write a FITS weight map")
+    p.add_argument(
+        "--weights-method", default="ISD-1", metavar="NAME",
+        help=f"method whose weights go to --weights-fits ({', '.join(WEIGHTING_METHODS)}; "
+        "default ISD-1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="master seed of the method streams")
+    p.add_argument("--config", metavar="YAML", help="take the methods: section from this config")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="methods.KEY=VALUE",
+        help="override a methods.* setting (repeatable)",
+    )
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def _settings_from_args(args: argparse.Namespace) -> MethodsSection:
+    for item in args.overrides:
+        if not item.strip().startswith("methods."):
+            raise ConfigError(f"--set {item}: only methods.* settings apply to hpcsys fit")
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    else:
+        cfg = apply_overrides(Config(), args.overrides)
+    return cfg.methods
+
+
+def _check_output(path: str, option: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Handle ``hpcsys fit``: returns the exit code (0 ok, 2 bad input)."""
+    try:
+        settings = _settings_from_args(args)
+        settings = _resolve_settings(settings, args.methods, args.likelihoods)
+        _check_output(args.out, "--out")
+        if args.weights_fits:
+            _check_output(args.weights_fits, "--weights-fits")
+            if args.weights_method not in WEIGHTING_METHODS:
+                raise ConfigError(
+                    f"--weights-method {args.weights_method}: not a weighting method; choose "
+                    f"from {', '.join(WEIGHTING_METHODS)}"
+                )
+            if args.weights_method not in settings.names:
+                raise ConfigError(
+                    f"--weights-method {args.weights_method}: not among the methods to run "
+                    f"({', '.join(settings.names)})"
+                )
+        result = fit_files(
+            args.map, args.templates, mask_path=args.mask, counts=args.counts,
+            settings=settings, seed=args.seed,
+        )
+        for note in result.map.notes:
+            print(f"hpcsys fit: note: {note}", file=sys.stderr)
+        try:
+            write_fit_result(result, args.out, args.weights_fits, args.weights_method)
+        except OSError as exc:
+            raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
+    except (MapInputError, ConfigError, MethodInputError) as exc:
+        print(f"hpcsys fit: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    return 0
+
+
+def format_summary(result: FitResult) -> str:
+    """A short plain-text report of a :class:`FitResult`."""
+    m = result.map
+    lines = [
+        f"NSIDE {m.nside}: {m.n_pixels} footprint pixels, K = {len(m.template_names)} templates"
+        + (f" ({len(m.dropped)} dropped: {', '.join(m.dropped)})" if m.dropped else ""),
+        "",
+        f"{'method':<11}{'model':<16}{'template':<18}{'a':>22}{'b':>22}",
+    ]
+    for r in result.methods:
+        for k, name in enumerate(m.template_names):
+            a = f"{r.a[k]:+.4g} ± {r.a_err[k]:.2g}"
+            b = f"{r.b[k]:+.4g} ± {r.b_err[k]:.2g}"
+            lines.append(f"{r.name if k == 0 else '':<11}{r.model if k == 0 else '':<16}"
+                         f"{name[:17]:<18}{a:>22}{b:>22}")
+    t = result.lrt
+    lines += ["", "likelihood-ratio tests (Berlfein+24 Eq. 19; Wilks p-values assume "
+              "independent pixels)",
+              f"{'null':<16}{'alternative':<16}{'likelihood':<12}{'dof':>4}{'lambda':>12}"
+              f"{'p':>11}"]
+    for i in range(len(t.null_model)):
+        flag = "" if t.converged[i] else "  (fit not converged)"
+        lines.append(f"{t.null_model[i]:<16}{t.alt_model[i]:<16}{t.likelihood[i]:<12}"
+                     f"{t.dof[i]:>4}{t.statistic[i]:>12.4g}{t.pvalue[i]:>11.3g}{flag}")
+    return "\n".join(lines)
