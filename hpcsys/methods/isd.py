@@ -18,7 +18,11 @@ One iteration, on the current weighted map ``y_p = (1 + delta_p) w_p``:
    equivalent two-sided Gaussian significance
    ``S_i = Phi^{-1}(1 - p_i/2)`` with ``p_i = P(chi^2_m > Delta chi^2_i)``.
    For ``m = 1`` this is exactly ``S_i = sqrt(Delta chi^2_i)``, i.e. the test
-   ``Delta chi^2 > threshold^2`` of ``methods.isd_threshold``.
+   ``Delta chi^2 > threshold^2`` of ``methods.isd_threshold``. A consequence:
+   ISD-3 spends dof on curvature, so a *purely linear* trend must reach
+   ``Delta chi^2 ≈ 14.2`` (not 9) to pass a 3-sigma threshold; ISD-3 leaves
+   slightly larger linear residuals than ISD-1 and catches non-linear ones
+   ISD-1 cannot see.
 4. If the most significant template has ``S_i > methods.isd_threshold``, divide
    the weights by its fitted relation ``f_i(t_p)`` (evaluated within the range
    of the bin centres for ``m > 1``, so a cubic is never extrapolated) and
@@ -31,7 +35,11 @@ coefficients are defined as the **linear coefficients of ln F at t = 0**:
 first order in each template (for ``1 + delta_obs ∝ (1 + delta)(1 + b.t)``
 this is ``b``). Their errors propagate the polynomial-fit covariances (delta
 method), with the successive 1-D fits treated as independent (the ``b`` block
-of ``cov`` is diagonal in the fitting basis). ISD has no additive term:
+of ``cov`` is diagonal in the fitting basis); a template never selected has
+``b_i = 0`` with the slope error of its last, sub-threshold fit. Because ISD
+stops once every trend is below the threshold, each ``b_i`` can be off by up to
+about ``threshold`` of its errors: ISD is a decontamination, not an unbiased
+estimator of ``b``. ISD has no additive term:
 ``a = 0``, ``a_err = nan``.
 
 With ``methods.pca`` the templates are PCA-rotated first (Berlfein+24 App. A)
@@ -75,13 +83,17 @@ class TrendFit(NamedTuple):
 def isd_significance(dchi2: float, dof: int) -> float:
     """Two-sided Gaussian-equivalent significance of ``Delta chi^2`` with ``dof`` dof.
 
-    ``S = Phi^{-1}(1 - p/2)``, ``p = P(chi^2_dof > dchi2)``; computed from
-    ``log p`` so that it stays finite for very large ``dchi2``. For ``dof = 1``
-    it equals ``sqrt(dchi2)``.
+    ``S = Phi^{-1}(1 - p/2)``, ``p = P(chi^2_dof > dchi2)``, computed from
+    ``log p`` so that it stays finite for very large ``dchi2`` (where
+    ``log p`` underflows, the leading asymptotic term of the upper incomplete
+    gamma function is used). For ``dof = 1`` it equals ``sqrt(dchi2)``.
     """
     if not dchi2 > 0:
         return 0.0
     logp = float(chi2.logsf(dchi2, dof))
+    if not math.isfinite(logp):
+        a, z = 0.5 * dof, 0.5 * dchi2
+        logp = (a - 1.0) * math.log(z) - z - math.lgamma(a) + math.log1p((a - 1.0) / z)
     return float(-ndtri_exp(logp - math.log(2.0)))
 
 
@@ -146,6 +158,13 @@ def _relation(fit: TrendFit, t: np.ndarray, order: int) -> np.ndarray:
     return np.polynomial.polynomial.polyval(u, fit.coef)
 
 
+def _log_slope(fit: TrendFit) -> tuple[float, float]:
+    """``f'(0)/f(0)`` of a fitted relation (per unit template) and its delta-method variance."""
+    c0, c1 = float(fit.coef[0]), float(fit.coef[1])
+    grad = np.array([-c1 / c0**2, 1.0 / c0])
+    return c1 / (c0 * fit.scale), float(grad @ fit.cov[:2, :2] @ grad) / fit.scale**2
+
+
 def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> MethodResult:
     t0 = time.perf_counter()
     delta = np.asarray(data.delta, dtype=float)
@@ -167,6 +186,8 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
     steps: list[str] = []
     converged = False
     hit_pole = False
+    selected = np.zeros(K, dtype=bool)
+    fits: list[TrendFit] = []
     for _ in range(settings.isd_max_iter):
         y = y0 * w
         fits = [binned_trend(y, Tf[i], bins[i], n_bins, order) for i in range(K)]
@@ -182,16 +203,19 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
             steps.append(f"t{best}: relation <= 0 on some pixels; stopped")
             break
         w = w / rel
-        c0, c1 = fit.coef[0], fit.coef[1]
-        grad = np.array([-c1 / c0**2, 1.0 / c0])
-        b[best] += c1 / (c0 * fit.scale)
-        b_var[best] += float(grad @ fit.cov[:2, :2] @ grad) / fit.scale**2
+        slope, var = _log_slope(fit)
+        selected[best] = True
+        b[best] += slope
+        b_var[best] += var
         steps.append(f"t{best}:{sig[best]:.1f}sigma")
     else:
         # loop exhausted: converged only if the last correction left nothing significant
         y = y0 * w
-        sig = np.array([binned_trend(y, Tf[i], bins[i], n_bins, order).significance for i in range(K)])
-        converged = bool(np.max(sig) <= settings.isd_threshold)
+        fits = [binned_trend(y, Tf[i], bins[i], n_bins, order) for i in range(K)]
+        converged = bool(max(f.significance for f in fits) <= settings.isd_threshold)
+    # never-selected templates: b = 0 with the slope error of their last (sub-threshold) fit
+    for i in np.flatnonzero(~selected):
+        b_var[i] = _log_slope(fits[i])[1]
     w = w / np.mean(w)
     yw = y0 * w
     corrected = yw / np.mean(yw) - 1.0
