@@ -312,6 +312,12 @@ class ParallelSection:
     progress_interval_s: float = _param(
         30.0, "Seconds between progress log lines when output is not a terminal.", _positive
     )
+    compilation_cache_dir: str | None = _param(
+        None,
+        "JAX persistent compilation cache shared by all ranks and runs (e.g. "
+        "``runs/.jax_cache``); later processes load compiled kernels instead of "
+        "recompiling them (minutes at start-up). ``None``: off.",
+    )
 
 
 _SECTIONS: dict[str, type] = {
