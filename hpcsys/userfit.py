@@ -75,6 +75,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -87,18 +88,18 @@ from hpcsys.config import (
     apply_overrides,
     load_config,
 )
-from hpcsys.core.fit import MLEResult, fit_mle
-from hpcsys.core.likelihood import n_params
-from hpcsys.core.stats import likelihood_ratio_test
 from hpcsys.io.maps import MapInputError, PreparedMaps, load_user_maps, prepare_maps
-from hpcsys.methods import MapData, MethodInputError, MethodResult, run_method
-from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS
 from hpcsys.seeds import seed_sequence
+
+if TYPE_CHECKING:
+    from hpcsys.core.fit import MLEResult
+    from hpcsys.methods.base import MethodResult
 
 __all__ = [
     "WEIGHTING_METHODS",
     "FitResult",
     "LRTTable",
+    "MLEFit",
     "MapSummary",
     "fit_files",
     "fit_maps",
@@ -201,6 +202,47 @@ class LRTTable:
 
 
 @dataclass(frozen=True)
+class MLEFit:
+    """One maximum-likelihood fit (Berlfein+24 Eqs. 17-18), as stored.
+
+    The fields of :class:`hpcsys.core.fit.MLEResult` plus the errors of ``s``
+    and ``g``; see there for their meaning. ``a``/``b`` are zero and their
+    errors ``nan`` where the model has no such term.
+    """
+
+    model: str
+    likelihood: str
+    theta: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    s: float
+    g: float
+    cov: np.ndarray
+    a_err: np.ndarray
+    b_err: np.ndarray
+    s_err: float
+    g_err: float
+    loglike: float
+    converged: bool
+    n_iter: int
+    hit_pole: bool
+    message: str
+
+    @classmethod
+    def from_result(cls, r: MLEResult) -> MLEFit:
+        """Copy an :class:`~hpcsys.core.fit.MLEResult` into NumPy types."""
+        return cls(
+            model=r.model, likelihood=r.likelihood, theta=np.asarray(r.theta, dtype=np.float64),
+            a=np.asarray(r.a, dtype=np.float64), b=np.asarray(r.b, dtype=np.float64),
+            s=float(r.s), g=float(r.g), cov=np.asarray(r.cov, dtype=np.float64),
+            a_err=np.asarray(r.a_err, dtype=np.float64),
+            b_err=np.asarray(r.b_err, dtype=np.float64), s_err=float(r.s_err),
+            g_err=float(r.g_err), loglike=float(r.loglike), converged=bool(r.converged),
+            n_iter=int(r.n_iter), hit_pole=bool(r.hit_pole), message=str(r.message),
+        )
+
+
+@dataclass(frozen=True)
 class FitResult:
     """Everything ``hpcsys fit`` measured on one set of user maps.
 
@@ -208,7 +250,7 @@ class FitResult:
     ----------
     methods : tuple of MethodResult
         One per method run, in ``settings.names`` order.
-    mle : tuple of MLEResult
+    mle : tuple of MLEFit
         One per (model, likelihood): models of :data:`~hpcsys.pipeline.FIT_MODELS`
         outer, ``settings.likelihoods`` inner.
     lrt : LRTTable
@@ -223,7 +265,7 @@ class FitResult:
     """
 
     methods: tuple[MethodResult, ...]
-    mle: tuple[MLEResult, ...]
+    mle: tuple[MLEFit, ...]
     lrt: LRTTable
     map: MapSummary
     settings: MethodsSection
@@ -238,7 +280,7 @@ class FitResult:
                 return r
         raise KeyError(f"method {name!r} was not run; ran {', '.join(r.name for r in self.methods)}")
 
-    def mle_fit(self, model: str, likelihood: str) -> MLEResult:
+    def mle_fit(self, model: str, likelihood: str) -> MLEFit:
         """The maximum-likelihood fit of ``model`` under ``likelihood``."""
         for r in self.mle:
             if r.model == model and r.likelihood == likelihood:
@@ -247,6 +289,19 @@ class FitResult:
 
 
 # --------------------------------------------------------------------------- fitting
+
+
+def _bind_method_result() -> None:
+    """Import :class:`~hpcsys.methods.base.MethodResult` on first use.
+
+    :mod:`hpcsys.methods` imports JAX, and the ``hpcsys`` parser imports this
+    module before the run's threads and devices are configured, so the import
+    waits until a fit runs or a result is read; binding the name here lets
+    ``typing.get_type_hints(FitResult)`` (used to read results back) resolve it.
+    """
+    from hpcsys.methods.base import MethodResult
+
+    globals()["MethodResult"] = MethodResult
 
 
 def method_seed(seed: int, name: str) -> np.random.SeedSequence:
@@ -313,6 +368,12 @@ def fit_prepared(
     """
     import jax
 
+    from hpcsys.core.fit import fit_mle
+    from hpcsys.core.likelihood import n_params
+    from hpcsys.methods import MapData, run_method
+    from hpcsys.pipeline import FIT_MODELS
+
+    _bind_method_result()
     settings = _resolve_settings(settings, methods, likelihoods)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
@@ -340,14 +401,14 @@ def fit_prepared(
             run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
         )
         mle = tuple(
-            fit_mle(
+            MLEFit.from_result(fit_mle(
                 data.delta,
                 data.templates,
                 model,
                 lik,
                 max_iter=settings.mle_max_iter,
                 tol=settings.mle_tol,
-            )
+            ))
             for model in FIT_MODELS
             for lik in settings.likelihoods
         )
@@ -389,8 +450,12 @@ def fit_prepared(
     )
 
 
-def _lrt_table(mle: tuple[MLEResult, ...], likelihoods: tuple[str, ...], K: int) -> LRTTable:
-    """Berlfein+24 Eq. 19 for every pair of :data:`LRT_PAIRS` and likelihood."""
+def _lrt_table(mle: tuple[MLEFit, ...], likelihoods: tuple[str, ...], K: int) -> LRTTable:
+    """Berlfein+24 Eq. 19 for every pair of :data:`hpcsys.pipeline.LRT_PAIRS` and likelihood."""
+    from hpcsys.core.likelihood import n_params
+    from hpcsys.core.stats import likelihood_ratio_test
+    from hpcsys.pipeline import LRT_PAIRS
+
     fits = {(r.model, r.likelihood): r for r in mle}
     rows = []
     for null, alt in LRT_PAIRS:
@@ -589,6 +654,7 @@ def read_fit_result(path_h5: str | Path) -> FitResult:
 
     from hpcsys.io.serialize import read_dataclass
 
+    _bind_method_result()
     if not Path(path_h5).is_file():
         raise MapInputError(f"{path_h5}: no such file")
     with h5py.File(path_h5, "r") as f:
@@ -669,6 +735,8 @@ def _check_output(path: str, option: str) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handle ``hpcsys fit``: returns the exit code (0 ok, 2 bad input)."""
+    from hpcsys.methods import MethodInputError
+
     try:
         settings = _settings_from_args(args)
         settings = _resolve_settings(settings, args.methods, args.likelihoods)
@@ -696,7 +764,7 @@ def run_cli(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
     except (MapInputError, ConfigError, MethodInputError) as exc:
-        print(f"hpcsys fit: error: {exc}", file=sys.stderr)
+        print(f"hpcsys fit: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))
     return 0
