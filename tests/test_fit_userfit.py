@@ -280,3 +280,35 @@ def test_console_script_reports_bad_input(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"hpcsys fit: {tmp_path / 'absent.fits'}: no such file"
+
+
+def test_cli_counts_map_with_nested_mask_and_bad_template_pixels(sky, tmp_path):
+    """Counts + mask: NESTED mask reordered, NaN template pixels masked and counted, a recovered."""
+    obs, raw, mask = sky
+    fp = mask > 0
+    nbar = 100.0
+    dhat = np.where(fp, obs, 0.0)
+    counts = rng(11, "synthetic", 1).poisson(nbar * np.clip(1.0 + dhat, 0.0, None)).astype(float)
+    t = raw.copy()
+    bad = np.flatnonzero(fp)[::97][:40]
+    t[2, bad] = np.nan
+    hp.write_map(str(tmp_path / "n.fits"), counts, dtype=np.float64)
+    hp.write_map(str(tmp_path / "t.fits"), t, dtype=np.float64)
+    hp.write_map(str(tmp_path / "m.fits"), hp.reorder(mask, r2n=True), nest=True,
+                 dtype=np.float64)
+    code = _cli(["fit", str(tmp_path / "n.fits"), "-t", str(tmp_path / "t.fits"), "--counts",
+                 "--mask", str(tmp_path / "m.fits"), "--methods", "OLS", "--likelihoods",
+                 "gaussian", "--out", str(tmp_path / "o.h5")])
+    assert code == 0
+    res = read_fit_result(tmp_path / "o.h5")
+    m = res.map
+    assert m.counts and m.n_pixels == fp.sum() - bad.size
+    np.testing.assert_array_equal(m.n_bad_templates, [0, 0, bad.size])
+    assert m.mean_count == pytest.approx(counts[m.pixels].mean(), rel=1e-12)
+    assert res.inputs[0].startswith("counts=") and res.inputs[-1].startswith("mask=")
+    assert any("m.fits: ORDERING = NESTED" in n for n in m.notes)
+    ols = res.method("OLS")
+    # templates are re-standardised on the smaller footprint: a per std scales by sd_new/sd_old
+    a_expect = A_TRUE * raw[:, m.pixels].std(axis=1) / raw[:, fp].std(axis=1)
+    np.testing.assert_allclose(m.template_std, raw[:, m.pixels].std(axis=1), rtol=1e-12)
+    assert np.all(np.abs(ols.a - a_expect) < 4 * ols.a_err), (ols.a, a_expect, ols.a_err)
