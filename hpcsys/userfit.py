@@ -101,6 +101,7 @@ __all__ = [
     "LRTTable",
     "MLEFit",
     "MapSummary",
+    "convergence_warnings",
     "fit_files",
     "fit_maps",
     "fit_prepared",
@@ -759,6 +760,8 @@ def run_cli(args: argparse.Namespace) -> int:
         )
         for note in result.map.notes:
             print(f"hpcsys fit: note: {note}", file=sys.stderr)
+        for warning in convergence_warnings(result):
+            print(f"hpcsys fit: warning: {warning}", file=sys.stderr)
         try:
             write_fit_result(result, args.out, args.weights_fits, args.weights_method)
         except OSError as exc:
@@ -768,6 +771,22 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     print(format_summary(result))
     return 0
+
+
+def convergence_warnings(result: FitResult) -> list[str]:
+    """One line per method or MLE fit that did not converge or ran into the pole."""
+    out = []
+    for r in result.methods:
+        d = r.diagnostics
+        if not d.converged or d.hit_pole:
+            what = "ran into the pole 1 + b.t_p = 0" if d.hit_pole else "did not converge"
+            out.append(f"method {r.name} {what}" + (f" ({d.message})" if d.message else ""))
+    for f in result.mle:
+        if not f.converged or f.hit_pole:
+            what = "ran into the pole 1 + b.t_p = 0" if f.hit_pole else "did not converge"
+            out.append(f"MLE fit {f.model}/{f.likelihood} {what} ({f.message}); its LRT rows "
+                       "are flagged")
+    return out
 
 
 def format_summary(result: FitResult) -> str:

@@ -8,6 +8,7 @@ contamination (Berlfein+24 Eq. 13) in the footprint-standardised basis.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from hpcsys.seeds import rng
 from hpcsys.userfit import (
     WEIGHTING_METHODS,
     FitResult,
+    convergence_warnings,
     fit_maps,
     method_seed,
     read_fit_result,
@@ -201,6 +203,11 @@ def test_roundtrip_of_written_result(sky, tmp_path):
         np.testing.assert_array_equal(a.a, b.a)
         np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(back.lrt.pvalue, res.lrt.pvalue)
+    assert convergence_warnings(res) == []
+    bad = dataclasses.replace(res.mle[-1], converged=False, message="stopped: test")
+    warned = convergence_warnings(dataclasses.replace(res, mle=(*res.mle[:-1], bad)))
+    assert warned == [f"MLE fit {bad.model}/gaussian did not converge (stopped: test); its LRT "
+                      "rows are flagged"]
     with pytest.raises(ConfigError, match="--weights-method OLS: not a weighting method"):
         write_fit_result(res, tmp_path / "r2.h5", tmp_path / "w2.fits", weights_method="OLS")
     with pytest.raises(ConfigError, match="--weights-method ISD-3: was not run"):
