@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpcsys.io.schema import SCHEMA_VERSION, SKIPPED_FIELDS, dims_for
+from hpcsys.io.schema import SCHEMA_VERSION, SKIPPED_FIELDS, dims_for, is_volatile
 from hpcsys.io.serialize import SerializationError, read_dataclass, write_dataclass
 from hpcsys.io.tables import RecoveryTable, Table2, Table3
 
@@ -45,6 +45,7 @@ __all__ = [
     "ScenarioData",
     "TemplateInfo",
     "TimingArrays",
+    "diff_results",
     "open_results",
     "utc_now",
     "write_results",
@@ -587,3 +588,39 @@ def open_results(path: str | Path) -> ResultsFile:
 def utc_now() -> str:
     """Current time, ISO 8601 UTC (for :attr:`Provenance.created`)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def diff_results(path_a: str | Path, path_b: str | Path, *,
+                 include_volatile: bool = False) -> tuple[str, ...]:
+    """Datasets that differ between two results files (bitwise, NaN equal to NaN).
+
+    Parameters
+    ----------
+    path_a, path_b : str or Path
+    include_volatile : bool
+        Also compare timings and messages (:data:`hpcsys.io.schema.VOLATILE`).
+
+    Returns
+    -------
+    tuple of str
+        Paths present in only one file or whose dtype, shape or values differ;
+        empty when the runs agree bit for bit.
+    """
+    def load(path: str | Path) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with h5py.File(path, "r") as f:
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset) and (include_volatile or not is_volatile(name)):
+                    out[name] = obj[()]
+            f.visititems(visit)
+        return out
+
+    a, b = load(path_a), load(path_b)
+    diff = sorted(set(a) ^ set(b))
+    for k in sorted(set(a) & set(b)):
+        x, y = a[k], b[k]
+        same = x.dtype == y.dtype and x.shape == y.shape and np.array_equal(
+            x, y, equal_nan=x.dtype.kind in "fc")
+        if not same:
+            diff.append(k)
+    return tuple(diff)

@@ -63,13 +63,18 @@ Groups and datasets
 
 from __future__ import annotations
 
-__all__ = ["DATASET_DIMS", "SCHEMA_VERSION", "SKIPPED_FIELDS", "dims_for"]
+__all__ = ["DATASET_DIMS", "SCHEMA_VERSION", "SKIPPED_FIELDS", "VOLATILE", "dims_for", "is_volatile"]
 
 #: Version of the layout; bump on any incompatible change.
 SCHEMA_VERSION: int = 1
 
 #: Per-pixel fields that stay in per-task files and are not aggregated.
 SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})
+
+#: Path fragments of datasets that legitimately differ between two runs of the same
+#: configuration (wall times, free-text messages that quote them); everything else is
+#: bit-for-bit reproducible whatever the number of ranks.
+VOLATILE: tuple[str, ...] = ("timings/", "/wall_time", "/message")
 
 #: Axis names of the datasets under ``/scenarios/<scenario>/``, by path relative to
 #: the scenario group (``*`` matches one method name).
@@ -110,3 +115,8 @@ def dims_for(relpath: str, ndim: int) -> tuple[str, ...]:
     if dims is not None and len(dims) == ndim:
         return dims
     return ("realisation", *(f"axis{i}" for i in range(1, ndim)))
+
+
+def is_volatile(path: str) -> bool:
+    """True for datasets that may differ between identical runs (see :data:`VOLATILE`)."""
+    return any(v in path for v in VOLATILE)

@@ -1,0 +1,225 @@
+"""Reduction over realisations: Table 2, Table 3 and parameter recovery (SCIENCE.md 8-9).
+
+Inputs are the per-scenario arrays of an aggregated results file
+(:class:`hpcsys.io.ScenarioData`); outputs are the typed tables of
+:mod:`hpcsys.io.tables`. Which error each table uses:
+
+* Table 2 (:func:`table2`): rejection fractions of the likelihood-ratio tests
+  (Berlfein+24 Eq. 19) with binomial errors, both with Wilks' chi-square
+  p-values (assumes independent pixels) and mock-calibrated against the
+  empirical distribution of lambda in the ``null`` scenario
+  (``p = (1 + #{lambda_null >= lambda}) / (1 + M)``, in-sample for the null
+  scenario itself), the calibrated alternative of SCIENCE.md section 9.
+* Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
+  (Berlfein+24 Eqs. 25-26) with the mock-to-mock covariance of ``w_true``
+  (Hartlap-corrected inverse): errors from the mock ensemble, not the likelihood.
+* Recovery (:func:`recovery_table`): bias in units of the mock-to-mock
+  scatter / sqrt(N), the likelihood errors next to that scatter, pulls and
+  68 % / 95 % coverage of the likelihood errors.
+
+The statistics come from :mod:`hpcsys.core.stats` (pure JAX), evaluated here
+in float64 whatever the run's precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+
+from hpcsys.core.stats import (
+    amplitude_fit,
+    binomial_fraction,
+    empirical_pvalue,
+    hartlap_inverse,
+    sample_covariance,
+)
+from hpcsys.io import RecoveryTable, ResultsFile, ScenarioData, Table2, Table3
+
+__all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "table2", "table3"]
+
+#: Scenario whose lambda distribution calibrates the tests of Table 2.
+NULL_SCENARIO = "null"
+_Z95 = 1.959963984540054
+#: Which coefficient blocks each contamination model estimates.
+_ESTIMATES = {"additive": (True, False), "multiplicative": (False, True),
+              "combined": (True, True)}
+
+
+def _np(x: object) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
+           likelihoods: Sequence[str], alpha: float,
+           null_scenario: str = NULL_SCENARIO) -> Table2:
+    """Rejection fractions of the LRT null models (Berlfein+24 Table 2).
+
+    Parameters
+    ----------
+    data : mapping of scenario name to ScenarioData
+    lrt_pairs, likelihoods : sequence of str
+        Labels of the ``lrt_pair`` and ``likelihood`` axes.
+    alpha : float
+        Test level.
+    null_scenario : str
+        Scenario giving the empirical null distribution (absent: calibrated
+        columns are ``nan``).
+
+    Returns
+    -------
+    Table2
+        Fractions over the realisations with a finite lambda.
+    """
+    scen = tuple(data)
+    S, Q, L = len(scen), len(lrt_pairs), len(likelihoods)
+    fw, ew, fc, ec = (np.full((S, Q, L), np.nan) for _ in range(4))
+    crit = np.full((Q, L), np.nan)
+    null = data.get(null_scenario)
+    with jax.enable_x64(True):
+        if null is not None:
+            for q in range(Q):
+                for li in range(L):
+                    lam0 = null.lrt.lam[:, q, li]
+                    lam0 = lam0[np.isfinite(lam0)]
+                    if lam0.size:
+                        crit[q, li] = np.quantile(lam0, 1.0 - alpha)
+        for s, name in enumerate(scen):
+            lam, pval = data[name].lrt.lam, data[name].lrt.pvalue
+            for q in range(Q):
+                for li in range(L):
+                    ok = np.isfinite(lam[:, q, li])
+                    n = int(ok.sum())
+                    if n == 0:
+                        continue
+                    k = int(np.sum(pval[ok, q, li] < alpha))
+                    f, e = binomial_fraction(k, n)
+                    fw[s, q, li], ew[s, q, li] = float(f), float(e)
+                    if null is not None:
+                        lam0 = null.lrt.lam[:, q, li]
+                        p_emp = _np(empirical_pvalue(lam[ok, q, li], lam0))
+                        f, e = binomial_fraction(int(np.sum(p_emp <= alpha)), n)
+                        fc[s, q, li], ec[s, q, li] = float(f), float(e)
+    return Table2(
+        scenarios=scen, lrt_pairs=tuple(lrt_pairs), likelihoods=tuple(likelihoods),
+        n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
+        alpha=float(alpha), null_scenario=null_scenario if null is not None else "",
+        critical_lambda=crit, fraction_wilks=fw, error_wilks=ew,
+        fraction_calibrated=fc, error_calibrated=ec)
+
+
+def _mean_err(x: np.ndarray) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    err = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(np.mean(x)), err
+
+
+def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
+    """Mean amplitude bias dA/sigma_A per scenario and estimator (Berlfein+24 Table 3).
+
+    See :class:`hpcsys.io.tables.Table3` for the definition. Scenarios with
+    N <= B + 2 realisations (no Hartlap inverse) get ``nan`` rows.
+    """
+    scen = tuple(data)
+    est = ("uncorrected", *methods)
+    S, E = len(scen), len(est)
+    mean, err, mean_d, err_d = (np.full((S, E), np.nan) for _ in range(4))
+    hart = np.full(S, np.nan)
+    sig = np.full(S, np.nan)
+    B = 0
+    with jax.enable_x64(True):
+        for s, name in enumerate(scen):
+            d = data[name]
+            wt = _np(d.w_true)
+            N, B = wt.shape
+            if N <= B + 2:
+                continue
+            hart[s] = (N - B - 2.0) / (N - 1.0)
+            cinv = hartlap_inverse(sample_covariance(wt), N)
+            w_ref = wt.mean(axis=0)
+            A_true, sigma = amplitude_fit(wt, w_ref, cinv)
+            A_true, sig[s] = _np(A_true), float(_np(sigma)[0])
+            full = [_np(d.w_obs)] + [_np(d.w_corrected[:, m]) for m in range(len(methods))]
+            diag = [_np(d.w_obs)] + [_np(d.w_corrected_diag[:, m]) for m in range(len(methods))]
+            for e in range(E):
+                for w, out_m, out_e in ((full[e], mean, err), (diag[e], mean_d, err_d)):
+                    A = _np(amplitude_fit(w, w_ref, cinv).A)
+                    out_m[s, e], out_e[s, e] = _mean_err((A - A_true) / sig[s])
+    return Table3(
+        scenarios=scen, estimators=est,
+        n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
+        n_bins=int(B), hartlap_factor=hart, sigma_A=sig, mean_dA_over_sigma=mean,
+        error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d)
+
+
+def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
+                   n_templates: int) -> RecoveryTable:
+    """Bias, scatter, likelihood errors, pulls and coverage per method and parameter.
+
+    See :class:`hpcsys.io.tables.RecoveryTable`. Parameters a method's model
+    does not estimate (e.g. ``b`` for an additive method) are ``nan``.
+    """
+    scen = tuple(data)
+    K = n_templates
+    params = tuple(f"a_{i}" for i in range(K)) + tuple(f"b_{i}" for i in range(K))
+    S, M, P = len(scen), len(methods), 2 * K
+    out = {k: np.full((S, M, P), np.nan) for k in (
+        "bias", "scatter", "bias_over_error", "likelihood_error", "error_ratio", "pull_std",
+        "coverage68", "coverage95")}
+    for s, name in enumerate(scen):
+        d = data[name]
+        N = d.n_realisations
+        for m, meth in enumerate(methods):
+            ma = d.methods[meth]
+            has_a, has_b = _ESTIMATES.get(ma.model, (True, True))
+            blocks = []
+            if has_a:
+                blocks.append((0, ma.a, ma.a_err, d.a_true))
+            if has_b:
+                blocks.append((K, ma.b, ma.b_err, d.b_true))
+            for off, est, est_err, truth in blocks:
+                for i in range(K):
+                    x, e, t = _np(est[:, i]), _np(est_err[:, i]), _np(truth[:, i])
+                    diff = x - t
+                    p = off + i
+                    out["bias"][s, m, p] = diff.mean()
+                    if N > 1:
+                        sc = x.std(ddof=1)
+                        out["scatter"][s, m, p] = sc
+                        if sc > 0:
+                            out["bias_over_error"][s, m, p] = diff.mean() / (sc / np.sqrt(N))
+                    good = np.isfinite(e) & (e > 0)
+                    if good.any():
+                        le = e[good].mean()
+                        out["likelihood_error"][s, m, p] = le
+                        out["error_ratio"][s, m, p] = out["scatter"][s, m, p] / le
+                        pulls = diff[good] / e[good]
+                        if pulls.size > 1:
+                            out["pull_std"][s, m, p] = pulls.std(ddof=1)
+                        out["coverage68"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
+                        out["coverage95"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
+    return RecoveryTable(
+        scenarios=scen, methods=tuple(methods), parameters=params,
+        n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
+        **out)
+
+
+def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, RecoveryTable]:
+    """All three tables of an aggregated results file.
+
+    Parameters
+    ----------
+    res : ResultsFile
+        An open results file (``/scenarios`` written).
+    alpha : float
+        Level of the likelihood-ratio tests.
+    """
+    data = {s: res.scenario(s) for s in res.scenarios}
+    return (
+        table2(data, res.lrt_pairs, res.likelihoods, alpha),
+        table3(data, res.method_names),
+        recovery_table(data, res.method_names, len(res.coords.template)),
+    )
