@@ -283,45 +283,52 @@ def _stretch_half(key: Array, x: Array, lp: Array, c: Array, logpost, data):
 
 
 def _stretch_step(key: Array, pos: Array, lp: Array, logpost, data):
-    """One ensemble step: random red/blue split, then each half updated against the other."""
+    """One ensemble step: random red/blue split, then each half updated against the other.
+
+    The two half-updates run in a ``fori_loop`` so the program holds a single
+    copy of ``logpost`` (``W`` must be even).
+    """
     W = pos.shape[0]
-    kp, k0, k1 = jax.random.split(key, 3)
+    n = W // 2
+    kp, kh = jax.random.split(key)
     perm = jax.random.permutation(kp, W)
-    h0, h1 = perm[: W // 2], perm[W // 2:]
-    acc = jnp.zeros(W, dtype=jnp.int32)
-    x, lx, a0, o0 = _stretch_half(k0, pos[h0], lp[h0], pos[h1], logpost, data)
-    pos, lp, acc = pos.at[h0].set(x), lp.at[h0].set(lx), acc.at[h0].set(a0)
-    x, lx, a1, o1 = _stretch_half(k1, pos[h1], lp[h1], pos[h0], logpost, data)
-    pos, lp, acc = pos.at[h1].set(x), lp.at[h1].set(lx), acc.at[h1].set(a1)
-    return pos, lp, acc, o0 + o1
+
+    def half(i, carry):
+        pos, lp, acc, out = carry
+        active = lax.dynamic_slice(perm, (i * n,), (n,))
+        other = lax.dynamic_slice(perm, ((1 - i) * n,), (n,))
+        x, lx, a, o = _stretch_half(jax.random.fold_in(kh, i), pos[active], lp[active], pos[other],
+                                    logpost, data)
+        return pos.at[active].set(x), lp.at[active].set(lx), acc.at[active].add(a), out + o
+
+    return lax.fori_loop(0, 2, half, (pos, lp, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32)))
 
 
-@partial(jax.jit, static_argnames=("logpost", "burn_in", "n_keep", "thin"))
-def _jax_chain(key: Array, p0: Array, data, logpost, burn_in: int, n_keep: int, thin: int):
-    """The whole chain as one program: burn-in loop, then a scan over kept samples."""
-    W = p0.shape[0]
+@partial(jax.jit, static_argnames=("logpost", "n_steps", "burn_in", "thin"))
+def _jax_chain(key: Array, p0: Array, data, logpost, n_steps: int, burn_in: int, thin: int):
+    """The whole chain as one program: one scan over steps, kept samples written to a buffer.
+
+    Step ``i`` (0-based) is kept when ``i >= burn_in`` and ``(i - burn_in + 1) % thin == 0``,
+    the same samples as ``emcee``'s ``get_chain(discard=burn_in, thin=thin)``.
+    """
+    W, P = p0.shape
+    n_keep = (n_steps - burn_in) // thin
     lp0 = logpost(p0, data)
 
-    def step(carry, k):
-        pos, lp, acc, out = carry
-        pos, lp, a, o = _stretch_step(k, pos, lp, logpost, data)
-        return (pos, lp, acc + a, out + o)
+    def step(carry, i):
+        pos, lp, acc, out, buf, lbuf = carry
+        pos, lp, a, o = _stretch_step(jax.random.fold_in(key, i), pos, lp, logpost, data)
+        rel = i - burn_in + 1
+        keep = (rel > 0) & (rel % thin == 0)
+        k = jnp.clip(rel // thin - 1, 0, n_keep - 1)
+        buf = lax.dynamic_update_slice(buf, jnp.where(keep, pos, buf[k])[None], (k, 0, 0))
+        lbuf = lax.dynamic_update_slice(lbuf, jnp.where(keep, lp, lbuf[k])[None], (k, 0))
+        return (pos, lp, acc + a, out + o, buf, lbuf), None
 
-    def burn(i, carry):
-        return step(carry, jax.random.fold_in(key, i))
-
-    carry = (p0, lp0, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32))
-    carry = lax.fori_loop(0, burn_in, burn, carry)
-
-    def keep(carry, i):
-        def inner(j, c):
-            return step(c, jax.random.fold_in(key, burn_in + i * thin + j))
-
-        carry = lax.fori_loop(0, thin, inner, carry)
-        return carry, (carry[0], carry[1])
-
-    carry, (samples, lps) = lax.scan(keep, carry, jnp.arange(n_keep))
-    return samples, lps, carry[2], carry[3]
+    init = (p0, lp0, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32),
+            jnp.zeros((n_keep, W, P), p0.dtype), jnp.zeros((n_keep, W), p0.dtype))
+    (_, _, acc, out, buf, lbuf), _ = lax.scan(step, init, jnp.arange(n_steps))
+    return buf, lbuf, acc, out
 
 
 def sample_jax(logpost, data, p0: np.ndarray, n_steps: int, burn_in: int, thin: int,
@@ -333,9 +340,10 @@ def sample_jax(logpost, data, p0: np.ndarray, n_steps: int, burn_in: int, thin: 
     t0 = time.perf_counter()
     key = jax.random.wrap_key_data(jnp.asarray(seed.generate_state(2, dtype=np.uint32)),
                                    impl="threefry2x32")
-    n_keep = (n_steps - burn_in) // thin
+    if p0.shape[0] % 2:
+        raise MethodInputError(f"methods.mcmc_walkers: the jax backend needs an even number, got {p0.shape[0]}")
     samples, lps, acc, outside = _jax_chain(key, jnp.asarray(p0), data, logpost,
-                                            int(burn_in), int(n_keep), int(thin))
+                                            int(n_steps), int(burn_in), int(thin))
     samples = np.asarray(samples)
     return ChainResult(samples, np.asarray(lps), np.asarray(acc) / n_steps, int(outside),
                        time.perf_counter() - t0)
