@@ -1,7 +1,7 @@
 """analysis/: every table and figure from a small real run, numbers checked independently.
 
-A session fixture runs ``hpcsys run`` (serial, small: NSIDE 32, 3 templates,
-8 realisations per scenario, short chains) in a temporary directory, then
+A session fixture runs ``hpcsys run`` on ``configs/ci.yaml`` (serial, NSIDE 16,
+3 templates, short chains) with 8 realisations per scenario in a temporary directory, then
 ``analysis/make_all.py`` on its ``results.h5``. The table files are compared
 with values recomputed here directly from the per-realisation datasets with
 h5py and NumPy, following the definitions of SCIENCE.md section 8 and
@@ -28,29 +28,12 @@ N_REAL = 8
 N_BINS = 5
 ALPHA = 0.05
 
-#: The run analysed by these tests (self-contained; overrides keep it small).
-CONFIG = f"""
-run:
-  name: analysis-test
-  n_realisations: {N_REAL}
-  master_seed: 4242
-sky:
-  nside: 32
-  footprint: cap
-  cap_radius_deg: 40
-templates:
-  n_templates: 3
-methods:
-  mcmc_walkers: 16
-  mcmc_steps: 60
-  mcmc_burn_in: 20
-  elasticnet_folds: 3
-twopoint:
-  n_bins: {N_BINS}
-  theta_max_arcmin: 600
-analysis:
-  alpha: {ALPHA}
-"""
+#: The run analysed by these tests: configs/ci.yaml with enough realisations for the
+#: Hartlap-corrected covariance of Table 3 (N > bins + 2).
+CI_CONFIG = ROOT / "configs" / "ci.yaml"
+OVERRIDES = (f"run.n_realisations={N_REAL}", f"twopoint.n_bins={N_BINS}",
+             f"analysis.alpha={ALPHA}",
+             f"parallel.compilation_cache_dir={ROOT / 'runs' / '.jax_cache'}")
 
 EXPECTED = [
     "table2.md", "table2.csv", "table2.tex",
@@ -75,12 +58,11 @@ def _env() -> dict[str, str]:
 def run_h5(tmp_path_factory) -> Path:
     """results.h5 of a small serial run."""
     d = tmp_path_factory.mktemp("analysis_run")
-    cfg = d / "analysis-test.yaml"
-    cfg.write_text(CONFIG)
     out = d / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpcsys", "run", str(cfg), "--set", f"run.output_dir={out}"],
-        cwd=d, env=_env(), capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "hpcsys", "run", str(CI_CONFIG), "--set", f"run.output_dir={out}"]
+    for o in OVERRIDES:
+        cmd += ["--set", o]
+    proc = subprocess.run(cmd, cwd=d, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     path = out / "results.h5"
     assert path.is_file()
