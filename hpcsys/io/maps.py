@@ -15,32 +15,36 @@ Every problem with the input raises :class:`MapInputError` (a ``ValueError``)
 with one line that starts with the offending file or argument. The handling
 of each kind of bad input is fixed and documented here:
 
-==============================  ==============================================
-input                           handling
-==============================  ==============================================
-missing file, directory         refused
-file that is not FITS           refused
-FITS without a HEALPix table    refused (healpy's reason quoted)
-no ``ORDERING`` keyword         refused: RING and NESTED cannot be told apart
-``ORDERING = NESTED``           reordered to RING, with a note
-other ``ORDERING`` values       refused
-cut-sky (``INDXSCHM=EXPLICIT``) expanded to full sky, missing pixels masked
-NSIDE differs between files     refused, naming both files
-map file with several columns   refused (one map per file)
-NaN, +-inf, ``UNSEEN`` pixels   masked in every map, counts reported
-mask                            ``mask > 0`` is observed; NaN/UNSEEN are not;
-                                mask values are not used as weights
-empty footprint                 refused
-counts without a mask           refused (zero counts vs unobserved is ambiguous)
-negative counts, zero total     refused
-overdensity with mean far       kept, with a note (did you mean ``--counts``?)
-from 0 on the footprint
-constant template               dropped, reason reported
-duplicated template, or a       dropped (the later one), reason reported
-linear combination of earlier
-templates
-all templates dropped / none    refused
-==============================  ==============================================
+==================================  ================================================
+input                               handling
+==================================  ================================================
+missing file, directory             refused
+file that is not FITS               refused
+FITS without a HEALPix table        refused (healpy's reason quoted)
+no ``ORDERING`` keyword             refused: RING and NESTED cannot be told apart
+``ORDERING = NESTED``               reordered to RING, with a note
+other ``ORDERING`` values           refused
+cut-sky (``INDXSCHM=EXPLICIT``)     expanded to full sky, missing pixels masked
+NSIDE differs between files         refused, naming both files
+map file with several columns       refused (one map per file)
+NaN, +-inf, ``UNSEEN`` pixels       masked in every map, counts reported
+mask                                ``mask > 0`` is observed; NaN/UNSEEN are not;
+                                    mask values are not used as weights
+empty footprint                     refused
+counts without a mask               refused (zero counts vs unobserved is ambiguous)
+negative counts, zero total         refused
+overdensity mean far from 0         kept, with a note (did you mean ``--counts``?)
+constant template                   dropped, reason reported
+duplicated template                 the later copy dropped, reason reported
+linear combination                  dropped (a template that earlier templates
+                                    explain to ``1 - R^2 < 1e-8``), reason reported
+all templates dropped, or none      refused
+==================================  ================================================
+
+Fewer footprint pixels than parameters is refused by :func:`hpcsys.userfit.fit_prepared`
+(which knows the models). Dropping rather than refusing degenerate templates
+keeps a run going on a template stack with an accidental copy; every drop is
+listed in the notes, printed by ``hpcsys fit`` and stored in its output.
 
 Counts are turned into the overdensity of SCIENCE.md section 1,
 ``delta_p = N_p / mean(N) - 1`` on the footprint. Templates are standardised on
