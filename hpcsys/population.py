@@ -120,7 +120,7 @@ class PopulationConvergence:
     """Posterior width of the shared ``(a, b)`` against the number of realisations.
 
     One joint fit per disjoint group of ``N`` consecutive realisations, for
-    each ``N`` in :attr:`n_values`.
+    each ``N`` in ``n_values``.
 
     Attributes
     ----------
@@ -148,7 +148,7 @@ class PopulationConvergence:
     parameter_slopes : ndarray, shape (P_ab,)
         The same slope for each parameter separately.
     labels : tuple of str
-        Names of the P_ab parameters (``a_1``, ..., ``b_K``).
+        Names of the P_ab parameters (``a_0``, ..., ``b_{K-1}``), as in ``results.h5``.
     """
 
     n_values: np.ndarray
@@ -178,9 +178,9 @@ def _labels(model: str, K: int) -> tuple[str, ...]:
     has_a, has_b = MODELS[model]
     out: list[str] = []
     if has_a:
-        out += [f"a_{i + 1}" for i in range(K)]
+        out += [f"a_{i}" for i in range(K)]
     if has_b:
-        out += [f"b_{i + 1}" for i in range(K)]
+        out += [f"b_{i}" for i in range(K)]
     return tuple(out)
 
 
