@@ -1,0 +1,233 @@
+"""prepare_run / run_realisation: completeness, determinism, independence, config errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import healpy as hp
+import numpy as np
+import pytest
+from scipy import stats
+
+from hpcsys.config import ConfigError, parse_config
+from hpcsys.core.likelihood import n_params
+from hpcsys.methods.base import MethodResult
+from hpcsys.pipeline import (
+    FIT_MODELS,
+    LRT_PAIRS,
+    STAGES,
+    WEIGHTING_METHODS,
+    RealisationResult,
+    make_mock,
+    prepare_run,
+    run_realisation,
+)
+
+SMALL = {
+    "run": {"master_seed": 424242},
+    "sky": {"nside": 32, "footprint": "cap", "cap_radius_deg": 60.0},
+    "templates": {"n_templates": 3},
+    "twopoint": {"theta_max_arcmin": 1200.0, "n_bins": 6},
+    "methods": {"mcmc_walkers": 16, "mcmc_steps": 30, "mcmc_burn_in": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return prepare_run(parse_config(SMALL))
+
+
+@pytest.fixture(scope="module")
+def combined(ctx):
+    return run_realisation(ctx, "combined", 3)
+
+
+#: Fields that record timings (wall_time, stage_seconds, the sampler message
+#: quotes its sampling time) or process memory: legitimately different between runs.
+_NOT_REPRODUCIBLE = ("stage_seconds", "peak_memory_mb", "wall_time", "message")
+
+
+def _digest(res: RealisationResult) -> str:
+    """SHA-256 over every array and number of a result (methods included)."""
+    h = hashlib.sha256()
+
+    def add(x):
+        if dataclasses.is_dataclass(x):
+            for f in dataclasses.fields(x):
+                if f.name not in _NOT_REPRODUCIBLE:
+                    add(getattr(x, f.name))
+        elif isinstance(x, (tuple, list)):
+            for y in x:
+                add(y)
+        elif isinstance(x, np.ndarray):
+            h.update(np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(repr(x).encode())
+
+    add(res)
+    return h.hexdigest()
+
+
+def test_context_contents(ctx):
+    K = 3
+    assert ctx.fixed is not None
+    assert ctx.fixed.templates.shape == (K, ctx.footprint.n_pixels)
+    assert ctx.fixed.xi.shape == (6, K, K)
+    np.testing.assert_allclose(ctx.fixed.V.T @ ctx.fixed.V, np.eye(K), atol=1e-12)
+    # zero lag: rotated templates are uncorrelated; at theta > 0 the cross terms remain
+    T_rot = ctx.fixed.V.T @ ctx.fixed.templates
+    C = T_rot @ T_rot.T / T_rot.shape[1]
+    np.testing.assert_allclose(C - np.diag(np.diag(C)), 0, atol=1e-12)
+    assert ctx.theta_arcmin.shape == (6,)
+    assert ctx.nbar_pixel == pytest.approx(hp.nside2pixarea(32, degrees=True) * 3600)
+    assert ctx.truth.a.shape == (K,) and ctx.truth.b.shape == (K,)
+
+
+def test_prepare_run_is_deterministic(ctx):
+    again = prepare_run(parse_config(SMALL))
+    np.testing.assert_array_equal(again.fixed.templates, ctx.fixed.templates)
+    np.testing.assert_array_equal(again.fixed.xi, ctx.fixed.xi)
+    np.testing.assert_array_equal(again.truth.a, ctx.truth.a)
+
+
+def test_run_realisation_fully_populated(ctx, combined):
+    r = combined
+    cfg = ctx.config
+    K, M, L, F, Q, B = 3, len(cfg.methods.names), len(cfg.methods.likelihoods), len(FIT_MODELS), \
+        len(LRT_PAIRS), 6
+    assert (r.scenario, r.index) == ("combined", 3)
+    assert r.seed_words.shape == (4,) and r.seed_words.dtype == np.uint32
+    np.testing.assert_array_equal(r.a_true, ctx.truth.a)
+    np.testing.assert_array_equal(r.b_true, ctx.truth.b)
+    shapes = {
+        "theta_arcmin": (B,), "w_true": (B,), "w_obs": (B,), "w_corrected": (M, B),
+        "w_corrected_diag": (M, B), "w_remeasured": (M, B), "mle_loglike": (F, L),
+        "mle_converged": (F, L), "mle_hit_pole": (F, L), "mle_a": (F, L, K), "mle_b": (F, L, K),
+        "mle_a_err": (F, L, K), "mle_b_err": (F, L, K), "mle_s": (F, L), "mle_g": (F, L),
+        "lrt_lambda": (Q, L), "lrt_pvalue": (Q, L), "lrt_dof": (Q,),
+        "stage_seconds": (len(STAGES),),
+    }
+    for name, shape in shapes.items():
+        assert getattr(r, name).shape == shape, name
+    for name in ("theta_arcmin", "w_true", "w_obs", "w_corrected", "w_remeasured", "mle_loglike",
+                 "mle_a", "mle_b", "mle_s", "mle_g", "lrt_lambda", "lrt_pvalue", "stage_seconds"):
+        assert np.all(np.isfinite(getattr(r, name))), name
+    is_weighting = np.array([n in WEIGHTING_METHODS for n in cfg.methods.names])
+    assert np.all(np.isfinite(r.w_corrected_diag[~is_weighting]))
+    assert np.all(np.isnan(r.w_corrected_diag[is_weighting]))
+    np.testing.assert_array_equal(r.w_corrected[is_weighting], r.w_remeasured[is_weighting])
+    # errors exist exactly where the model has the term
+    for f, model in enumerate(FIT_MODELS):
+        has_a = model in ("additive", "combined")
+        has_b = model in ("multiplicative", "combined")
+        assert np.all(np.isfinite(r.mle_a_err[f]) == has_a)
+        assert np.all(np.isfinite(r.mle_b_err[f]) == has_b)
+    for q, (null, alt) in enumerate(LRT_PAIRS):
+        assert r.lrt_dof[q] == n_params(alt, "gaussian", K) - n_params(null, "gaussian", K)
+    assert np.all(r.lrt_lambda > -1e-6)  # nested maxima
+    assert np.all((r.lrt_pvalue >= 0) & (r.lrt_pvalue <= 1))
+    assert len(r.methods) == M
+    assert all(isinstance(m, MethodResult) for m in r.methods)
+    assert [m.name for m in r.methods] == list(cfg.methods.names)
+    assert np.all(r.stage_seconds > 0)
+    assert r.stage_seconds[-1] >= r.stage_seconds[:-1].sum() * 0.99
+    assert r.peak_memory_mb > 10
+
+
+def test_scenarios_share_the_true_field_and_inject_their_truth(ctx):
+    null = make_mock(ctx, "null", 5)
+    comb = make_mock(ctx, "combined", 5)
+    add = make_mock(ctx, "additive", 5)
+    np.testing.assert_array_equal(null.delta_true, comb.delta_true)
+    T = ctx.fixed.templates
+    a, b = ctx.truth.a, ctx.truth.b
+    np.testing.assert_allclose(comb.delta_hat, comb.delta_true * (1 + b @ T) + a @ T, atol=1e-14)
+    np.testing.assert_allclose(add.delta_hat, add.delta_true + a @ T, atol=1e-14)
+    np.testing.assert_array_equal(null.delta_hat, null.delta_true)
+
+
+def test_different_indices_give_independent_fields():
+    """Per-multipole correlation of two realisations' fields is consistent with zero.
+
+    For independent fields r_l = C_l^12 / sqrt(C_l^11 C_l^22) has variance
+    ~1/(2l+1), so S = sum_l (2l+1) r_l^2 is ~chi^2 with one dof per multipole.
+    The same index gives r_l = 1 (positive control).
+    """
+    cfg = parse_config({**SMALL, "sky": {"nside": 32, "footprint": "full"}})
+    c = prepare_run(cfg)
+    m0 = make_mock(c, "null", 0).delta_true
+    m1 = make_mock(c, "null", 1).delta_true
+    lmax = 64
+    c00, c11, c01 = (hp.anafast(x, y, lmax=lmax, iter=0) for x, y in ((m0, m0), (m1, m1), (m0, m1)))
+    ell = np.arange(2, lmax + 1)
+    r = c01[2:] / np.sqrt(c00[2:] * c11[2:])
+    S = np.sum((2 * ell + 1) * r**2)
+    assert stats.chi2.sf(S, ell.size) > 1e-3, S
+    assert abs(np.corrcoef(m0, m1)[0, 1]) < 0.1
+    again = make_mock(c, "null", 0).delta_true
+    np.testing.assert_array_equal(again, m0)
+
+
+def test_redrawn_templates_change_with_index():
+    cfg = parse_config({**SMALL, "templates": {"n_templates": 2, "redraw": True}})
+    c = prepare_run(cfg)
+    assert c.fixed is None
+    t0, t1 = c.templates_for(0), c.templates_for(1)
+    assert not np.allclose(t0.templates, t1.templates)
+    np.testing.assert_array_equal(c.templates_for(0).templates, t0.templates)
+
+
+_SCRIPT = textwrap.dedent("""
+    import dataclasses, hashlib, json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    from hpcsys.config import parse_config
+    from hpcsys.pipeline import prepare_run, run_realisation
+    sys.path.insert(0, {tests!r})
+    from test_pipeline import SMALL, _digest
+    ctx = prepare_run(parse_config(SMALL))
+    print(json.dumps(_digest(run_realisation(ctx, "combined", 3))))
+""")
+
+
+def test_bit_identical_in_separate_processes(combined, tmp_path):
+    """A fresh interpreter reproduces this process's result bit for bit."""
+    import pathlib
+
+    script = tmp_path / "run_one.py"
+    script.write_text(_SCRIPT.format(tests=str(pathlib.Path(__file__).parent)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == _digest(combined)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "pattern"),
+    [
+        ("sky", "nside", 100, r"^sky\.nside: must be a power of two"),
+        ("sky", "number_density", -1.0, r"^sky\.number_density: must be > 0"),
+        ("templates", "n_templates", 0, r"^templates\.n_templates: must be >= 1"),
+        ("sky", "footprint", "moon", r"^sky\.footprint: must be one of"),
+        ("twopoint", "theta_max_arcmin", 100.0, r"^twopoint\.theta_max_arcmin"),
+    ],
+)
+def test_bad_config_values_raise_config_error(section, key, value, pattern):
+    raw = {k: dict(v) for k, v in SMALL.items()}
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError, match=pattern):
+        prepare_run(parse_config(raw))
+
+
+def test_unreadable_mask_file_names_the_file(tmp_path):
+    bad = tmp_path / "garbage_mask.fits"
+    bad.write_bytes(b"\\x00not a fits file")
+    cfg = parse_config({**SMALL, "sky": {"nside": 32, "footprint": "file",
+                                         "mask_file": str(bad)}})
+    with pytest.raises(ConfigError, match=r"^sky\.mask_file: .*garbage_mask\.fits"):
+        prepare_run(cfg)
