@@ -7,8 +7,9 @@ pools, so :func:`configure_rank` sets the environment first and
 * threads per rank = ``parallel.threads_per_rank`` or the rank's share of the
   node's cores (cores the process may use // ranks on the node), at least 1;
   exported as ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
-  ``OPENBLAS_NUM_THREADS``, an XLA ``intra_op_parallelism_threads`` flag (one
-  thread also switches off Eigen's pool) and TreeCorr's OpenMP threads;
+  ``OPENBLAS_NUM_THREADS``, TreeCorr's OpenMP threads and, for one thread,
+  ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``
+  (with more, XLA sizes its pool from the CPUs the process is bound to);
 * binding: when ``parallel.bind_cores`` and the launcher left the process free
   to run on every core, rank ``r`` on a node is pinned to cores
   ``[r t, (r + 1) t)`` (``os.sched_setaffinity``); a binding made by the
@@ -124,10 +125,12 @@ def configure_rank(parallel: ParallelSection, layout: NodeLayout) -> RankResourc
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
              if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
     if threads == 1:
-        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+        flags = ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1", *flags]
+    # with more threads XLA sizes its pool from the CPUs the process may use (the binding)
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
     else:
-        flags += [f"intra_op_parallelism_threads={threads}"]
-    os.environ["XLA_FLAGS"] = " ".join(flags)
+        os.environ.pop("XLA_FLAGS", None)
     try:
         import treecorr
 

@@ -1,0 +1,157 @@
+"""Serial tests of the parallel machinery: task lists, schedules, resume logic, resources."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from test_io import random_result
+
+from hpcsys.config import Config, parse_config
+from hpcsys.io import task_path, write_task
+from hpcsys.parallel import (
+    DynamicQueue,
+    Progress,
+    RunError,
+    SerialComm,
+    configure_rank,
+    cyclic_tasks,
+    iterate_tasks,
+    node_layout,
+    pending_tasks,
+    task_list,
+)
+from hpcsys.parallel.estimate import estimate_cost
+from hpcsys.parallel.progress import format_duration
+from hpcsys.parallel.resources import visible_gpus
+from hpcsys.parallel.runner import _parse_faults, science_hash
+
+
+def _cfg(tmp_path: Path, **over: object) -> Config:
+    raw: dict = {"run": {"name": "t", "output_dir": str(tmp_path / "run"), "n_realisations": 3,
+                         "scenarios": ["null", "additive"]},
+                 "sky": {"nside": 16, "footprint": "cap"}, "templates": {"n_templates": 3}}
+    for k, v in over.items():
+        sec, key = k.split("__")
+        raw.setdefault(sec, {})[key] = v
+    return parse_config(raw)
+
+
+def test_task_list_is_scenario_major_and_complete() -> None:
+    tasks = task_list(("null", "additive"), 3)
+    assert [(t.tid, t.scenario, t.index) for t in tasks] == [
+        (0, "null", 0), (1, "null", 1), (2, "null", 2),
+        (3, "additive", 0), (4, "additive", 1), (5, "additive", 2)]
+    assert tasks[4].label == "additive[1]"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+def test_cyclic_shares_partition_the_tasks(size: int) -> None:
+    tasks = task_list(("null", "additive", "combined"), 5)
+    shares = [list(cyclic_tasks(tasks, r, size)) for r in range(size)]
+    flat = sorted(t for s in shares for t in s)
+    assert flat == tasks
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+@pytest.mark.parametrize("distribution", ["dynamic", "cyclic"])
+def test_serial_schedules_run_every_task_once_and_report(distribution: str) -> None:
+    tasks = task_list(("null",), 4)
+    seen: list[int] = []
+    got = [t.tid for t in iterate_tasks(tasks, SerialComm(), distribution, seen.append)]
+    assert got == [0, 1, 2, 3]
+    assert seen == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"parallel\.distribution"):
+        iterate_tasks(tasks, SerialComm(), "random")
+    assert list(DynamicQueue(SerialComm(), [])) == []
+
+
+def test_progress_lines_without_a_terminal() -> None:
+    out = io.StringIO()
+    p = Progress(4, interval=1e9, stream=out)
+    p.update(1)  # first line is always printed
+    p.update(2)  # within the interval: silent
+    p.update(4)  # the final line always
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[hpcsys] 1/4 tasks (25%)") and "ETA" in lines[0]
+    assert lines[1].startswith("[hpcsys] 4/4 tasks (100%)") and lines[1].endswith("ETA 0s")
+    silent = io.StringIO()
+    Progress(4, enabled=False, stream=silent).update(4)
+    assert silent.getvalue() == ""
+    assert [format_duration(s) for s in (5, 65, 3725, float("nan"))] == ["5s", "1m05s",
+                                                                         "1h02m", "?"]
+
+
+def test_pending_tasks_resume_rules(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    run_dir = cfg.output_dir
+    pending, done = pending_tasks(cfg, run_dir, resume=False)
+    assert len(pending) == 6 and done == 0
+    h = science_hash(cfg)
+    write_task(task_path(run_dir, "null", 1), random_result("null", 1), scenario="null",
+               index=1, cfg_hash=h)
+    torn = task_path(run_dir, "additive", 2)
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"\x89HDF\r\n\x1a\n")  # a file left by a killed writer
+    with pytest.raises(RunError, match="--resume"):
+        pending_tasks(cfg, run_dir, resume=False)
+    pending, done = pending_tasks(cfg, run_dir, resume=True)
+    assert done == 1
+    assert [t.label for t in pending] == ["null[0]", "null[2]", "additive[0]", "additive[1]",
+                                          "additive[2]"]
+    # parallel settings and the output path do not change results: same hash
+    assert science_hash(cfg.replace(**{"parallel.distribution": "cyclic"})) == h
+    other = cfg.replace(**{"run.master_seed": 1})
+    with pytest.raises(RunError, match="different configuration"):
+        pending_tasks(other, run_dir, resume=True)
+    (run_dir / "config.yaml").write_text(other.text)
+    with pytest.raises(RunError, match="different configuration"):
+        pending_tasks(cfg, run_dir, resume=True)
+
+
+def test_fault_hook_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCSYS_FAULT", "raise@null:1, kill@additive:0")
+    assert _parse_faults() == {("null", 1): "raise", ("additive", 0): "kill"}
+    monkeypatch.setenv("HPCSYS_FAULT", "explode@null:1")
+    with pytest.raises(RunError, match="HPCSYS_FAULT"):
+        _parse_faults()
+    monkeypatch.delenv("HPCSYS_FAULT")
+    assert _parse_faults() == {}
+
+
+def test_configure_rank_sets_threads_before_jax(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OMP_NUM_THREADS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
+                "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, and no nvidia-smi probing
+    cfg = _cfg(tmp_path, parallel__threads_per_rank=1)
+    res = configure_rank(cfg.parallel, node_layout(SerialComm()))
+    assert res.threads == 1 and not res.bound and res.gpu == ""
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert "intra_op_parallelism_threads=1" in os.environ["XLA_FLAGS"]
+    assert not res.applied_before_jax  # conftest imported JAX already
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_single_gpu_gets_no_memory_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    res = configure_rank(_cfg(tmp_path).parallel, node_layout(SerialComm()))
+    assert res.gpu == "3" and res.ranks_on_gpu == 1 and res.gpu_memory_fraction is None
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ
+
+
+def test_cost_estimate_scales_with_work(tmp_path: Path) -> None:
+    small = estimate_cost(_cfg(tmp_path, sky__footprint="full"))
+    assert small.n_tasks == 6 and small.n_pixels == 12 * 16**2
+    big = estimate_cost(_cfg(tmp_path, sky__footprint="full", sky__nside=64,
+                             methods__mcmc_steps=2000))
+    assert big.n_pixels == 16 * small.n_pixels
+    assert big.seconds_per_task > small.seconds_per_task
+    assert big.memory_per_rank_mb > small.memory_per_rank_mb
+    assert big.core_hours == pytest.approx(big.n_tasks * big.seconds_per_task / 3600)
