@@ -5,7 +5,7 @@ for the true field, the contaminated observation and every method's corrected
 estimate (Berlfein+24 Eq. 16; ISD: re-measured weighted map). Bottom: the mean
 residual ``(w_x - w_true)`` of the same realisations in units of the
 per-realisation scatter ``sigma_w(theta)`` of ``w_true``, with the error of the
-mean. Writes ``wtheta.png`` and ``wtheta.pdf``.
+mean (linear within +-1 and logarithmic beyond when residuals are large). Writes ``wtheta.png`` and ``wtheta.pdf``.
 
 Usage: ``python analysis/fig_wtheta.py RUN/results.h5 --out DIR``
 """
@@ -52,6 +52,9 @@ def run(res: ResultsFile, out: Path) -> list[Path]:
             e = d.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else 0 * m
             bot.errorbar(x, m, e, fmt=ls, color=c, lw=lw, capsize=0)
         bot.axhline(0.0, color="k", lw=0.8)
+        lim = np.nanmax(np.abs(bot.get_ylim()))
+        if lim > 5:  # a large uncorrected residual: keep the corrected ones readable
+            bot.set_yscale("symlog", linthresh=1.0, linscale=1.0)
         top.set_title(f"{name} (N = {n})")
         top.set_xscale("log")
         plain_log_ticks(bot)
