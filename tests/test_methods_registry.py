@@ -56,9 +56,11 @@ def test_bad_map_data_names_the_field():
         run_method("OLS", data, st, 42)
 
 
-def test_too_few_walkers_is_a_config_error():
+@pytest.mark.parametrize(("backend", "walkers"), [("emcee", 8), ("jax", 8), ("jax", 11)])
+def test_bad_walker_count_is_a_config_error(backend, walkers):
     data = synthetic_map(0, npix=500, K=2)
-    st = MethodsSection(mcmc_walkers=8)  # combined K=2 has 5 parameters -> needs 10
+    # combined K=2 has 5 parameters -> needs 10 walkers; the jax backend needs an even number
+    st = MethodsSection(mcmc_walkers=walkers, mcmc_backend=backend)
     with pytest.raises(MethodInputError, match=r"methods\.mcmc_walkers"):
         run_method("MCMC-comb", data, st, seed_sequence(1, "method", 0))
 

@@ -397,6 +397,8 @@ def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSeque
             f"methods.mcmc_walkers: {name} with K={K} has {P} parameters and needs at least "
             f"{2 * P} walkers (2 per parameter), got {W}"
         )
+    if settings.mcmc_backend == "jax" and W % 2:
+        raise MethodInputError(f"methods.mcmc_walkers: the jax backend needs an even number, got {W}")
     n_keep = (settings.mcmc_steps - settings.mcmc_burn_in) // settings.mcmc_thin
     if n_keep < 1:
         raise MethodInputError(
@@ -428,7 +430,8 @@ def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSeque
         best, best_lp = np.asarray(mle0.theta, dtype=float), start_lp
     mle = fit_mle(d_j, T_j, model, "gaussian", theta0=jnp.asarray(best),
                   max_iter=settings.mle_max_iter, tol=settings.mle_tol)
-    if mle.converged and np.isfinite(mle.loglike) and mle.loglike >= best_lp - 1e-6:
+    # same function evaluated two ways: allow for rounding of a sum over N pixels
+    if mle.converged and np.isfinite(mle.loglike) and mle.loglike >= best_lp - 1e-10 * abs(best_lp) - 1e-8:
         theta_hat, msg = np.asarray(mle.theta, dtype=float), "maximum refined by fit_mle"
     else:
         theta_hat = best
