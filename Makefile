@@ -42,7 +42,7 @@ test-mpi: install
 	timeout 900 $(BIN)/mpiexec -n 3 $(PY) -m pytest -q --with-mpi -m mpi -p no:cacheprovider tests
 
 test-slurm: install
-	$(PY) -m pytest -q -m slurm tests
+	timeout 900 $(PY) -m pytest -q -m slurm -p no:cacheprovider tests/test_slurm.py
 
 docs: install
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html

@@ -3,7 +3,7 @@
 ::
 
     hpcsys check CONFIG [--set section.key=value ...]
-    hpcsys run CONFIG [--set ...] [--resume]          # serially, or under mpiexec / srun
+    hpcsys run CONFIG [--set ...] [--resume] [--no-reduce]   # serially, or under mpiexec / srun
     hpcsys reduce RUN_DIR
     hpcsys report RUN.h5|RUN_DIR [--format text|csv|latex|markdown]
     hpcsys fit ...                                     # a user's own maps (hpcsys.userfit)
@@ -91,14 +91,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail("run", str(exc))
     try:
-        summary = run_tasks(cfg, resume=args.resume)
+        summary = run_tasks(cfg, resume=args.resume, reduce=not args.no_reduce)
     except (ConfigError, RunError) as exc:
         return _fail("run", str(exc))
     except TaskFailedError as exc:
         return _fail("run", str(exc), EXIT_TASK_FAILED, all_ranks=True)
-    if _launcher_rank() == 0 and summary.results_path is not None:
+    if _launcher_rank() == 0:
+        where = summary.results_path or f"{summary.run_dir}/tasks (reduce with: hpcsys reduce " \
+                                         f"{summary.run_dir})"
         print(f"[hpcsys] {summary.n_tasks} tasks ({summary.n_skipped} resumed) on "
-              f"{summary.n_ranks} rank(s) in {summary.seconds:.1f} s -> {summary.results_path}")
+              f"{summary.n_ranks} rank(s) in {summary.seconds:.1f} s -> {where}")
     return 0
 
 
@@ -153,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resume", action="store_true",
                    help="skip finished tasks of the same config in the run directory")
+    p.add_argument("--no-reduce", action="store_true",
+                   help="leave the task files for a separate 'hpcsys reduce' (e.g. a chained job)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("reduce", help="aggregate a run directory's task files into results.h5")
