@@ -264,7 +264,7 @@ def prepare_run(config: Config) -> RunContext:
 
     Draws the fixed templates (stream ``templates``) and the true (a, b)
     (stream ``truth``) and measures the template auto- and cross-correlations
-    once: K (K + 1)/2 TreeCorr runs (:meth:`PixelCorrelator.xi_matrix`).
+    once: about K^2/4 TreeCorr runs (:meth:`PixelCorrelator.xi_matrix`).
 
     Raises
     ------
@@ -430,13 +430,13 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     seconds["mle"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    corr = ctx.correlator
-    w_true = corr.w(mock.delta_true)
-    w_obs = corr.w(mock.delta_obs)
+    # true, observed and every corrected map, two maps per TreeCorr run
+    w_all = ctx.correlator.w_many(
+        np.stack([mock.delta_true, mock.delta_obs, *(res.corrected for res in methods)]))
+    w_true, w_obs, w_remeasured = w_all[0], w_all[1], w_all[2:]
     M, B = len(methods), w_obs.shape[0]
-    w_corrected, w_diag, w_remeasured = (np.full((M, B), np.nan) for _ in range(3))
+    w_corrected, w_diag = np.full((M, B), np.nan), np.full((M, B), np.nan)
     for m, res in enumerate(methods):
-        w_remeasured[m] = corr.w(res.corrected)
         if res.name in WEIGHTING_METHODS:
             w_corrected[m] = w_remeasured[m]
         else:

@@ -78,31 +78,48 @@ def maps():
     rng = seeds.rng(4, "synthetic")
     lmax = 3 * nside - 1
     m = np.array([draw_gaussian(template_cl(f, lmax), nside, rng)[fp.pixels]
-                  for f in ("exp", "power2", "gauss")])
+                  for f in ("exp", "power2", "gauss", "power1", "white")])
     return nside, fp, m
 
 
-def test_xi_matrix_cross_terms_equal_treecorr_cross_correlation(maps):
-    """Polarisation identity vs TreeCorr's own cross-correlation.
+@pytest.mark.parametrize("K", [4, 5])
+def test_xi_matrix_equals_treecorr_auto_and_cross_correlations(maps, K):
+    """Every entry of xi_matrix (pairs, pairs of pairs, unpaired last map) vs TreeCorr KK.
 
     With bin_slop = 0 both are sums over the same pairs; they agree to
     TreeCorr's internal rounding (~1e-7 relative), far below the sampling
     error of xi.
     """
     nside, fp, m = maps
-    bins = angular_bins(nside, None, 600.0, 5, 0.0)
+    m = m[:K]
+    bins = angular_bins(nside, None, 900.0, 5, 0.0)
     corr = PixelCorrelator(nside, fp.pixels, bins)
     xi = corr.xi_matrix(m)
-    assert xi.shape == (5, 3, 3)
+    assert xi.shape == (5, K, K)
     np.testing.assert_array_equal(xi, xi.transpose(0, 2, 1))
-    ra, dec = corr.ra_deg, corr.dec_deg
-    cats = [treecorr.Catalog(ra=ra, dec=dec, k=x, ra_units="deg", dec_units="deg") for x in m]
-    kk = treecorr.KKCorrelation(min_sep=bins.theta_min_arcmin, max_sep=bins.theta_max_arcmin,
-                                nbins=bins.n_bins, sep_units="arcmin", bin_slop=0.0,
-                                metric="Arc")
-    kk.process(cats[0], cats[1])
-    np.testing.assert_allclose(xi[:, 0, 1], kk.xi, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(xi[:, 0, 0], corr.w(m[0]), rtol=0, atol=0)
+    cats = [treecorr.Catalog(ra=corr.ra_deg, dec=corr.dec_deg, k=x, ra_units="deg",
+                             dec_units="deg") for x in m]
+    direct = np.empty_like(xi)
+    for i in range(K):
+        for j in range(i, K):
+            kk = treecorr.KKCorrelation(min_sep=bins.theta_min_arcmin,
+                                        max_sep=bins.theta_max_arcmin, nbins=bins.n_bins,
+                                        sep_units="arcmin", bin_slop=0.0, metric="Arc")
+            kk.process(cats[i]) if i == j else kk.process(cats[i], cats[j])
+            direct[:, i, j] = direct[:, j, i] = kk.xi
+    np.testing.assert_allclose(xi, direct, rtol=0, atol=1e-6 * np.abs(direct).max())
+
+
+def test_w_many_equals_single_map_runs(maps):
+    nside, fp, m = maps
+    corr = PixelCorrelator(nside, fp.pixels, angular_bins(nside, None, 900.0, 5, 0.3))
+    many = corr.w_many(m)
+    single = np.array([corr.w(x) for x in m])
+    np.testing.assert_allclose(many, single, rtol=0, atol=1e-6 * np.abs(single).max())
+    # identical maps in one run give identical w (the exact null check of the pipeline)
+    a, b, ab = corr.w_pair(m[0], m[0].copy())
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ab, a, rtol=1e-12)
 
 
 def test_rotated_xi_equals_xi_of_rotated_maps(maps):
@@ -113,7 +130,7 @@ def test_rotated_xi_equals_xi_of_rotated_maps(maps):
     """
     nside, fp, m = maps
     corr = PixelCorrelator(nside, fp.pixels, angular_bins(nside, None, 600.0, 5, 0.3))
-    V, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
+    V, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((5, 5)))
     direct = corr.xi_matrix(V.T @ m)
     np.testing.assert_allclose(rotate_xi(corr.xi_matrix(m), V), direct, rtol=0,
                                atol=1e-6 * np.abs(direct).max())

@@ -139,6 +139,14 @@ def test_run_realisation_fully_populated(ctx, combined):
     assert r.peak_memory_mb > 10
 
 
+def test_null_without_shot_noise_observes_the_true_w(combined):
+    """a = b = 0 and no shot noise: w_obs equals w_true exactly (same run, same shapes)."""
+    cfg = parse_config({**SMALL, "sky": {**SMALL["sky"], "shot_noise": False}})
+    r = run_realisation(prepare_run(cfg), "null", 1)
+    assert not r.a_true.any() and not r.b_true.any()
+    np.testing.assert_allclose(r.w_obs, r.w_true, rtol=1e-12, atol=0)
+
+
 def test_scenarios_share_the_true_field_and_inject_their_truth(ctx):
     null = make_mock(ctx, "null", 5)
     comb = make_mock(ctx, "combined", 5)

@@ -11,16 +11,23 @@ construction) and great-circle separations (TreeCorr ``metric="Arc"``). Bins are
 neighbouring pixels pair up) to ``twopoint.theta_max_arcmin``;
 ``theta_arcmin`` are the nominal (geometric) bin centres, identical for every map.
 
-The estimator is bilinear in the map values for a fixed set of positions:
-TreeCorr's tree and its cell-pair decisions depend on the positions only, and
-each cell carries the mean value of its pixels. The template cross-correlations
-``xi_ij(theta)`` (Berlfein+24 Eqs. 15-16 with cross terms) are therefore
-obtained from auto-correlations by polarisation,
-``xi_ij = [w(t_i + t_j) - w(t_i) - w(t_j)] / 2`` (exact up to TreeCorr's
-internal rounding, ~1e-7 relative), which
-costs half as much as TreeCorr's cross-correlation, and the matrix in any
+Several maps share one tree walk: TreeCorr's spin-0 complex correlation
+(``ZZCorrelation``) of ``z = x + i y`` gives, for the same pairs,
+
+    xi_+ = w(x) + w(y),    Re xi_- = w(x) - w(y),    Im xi_- = 2 w(x, y)
+
+(``w(x, y)`` the symmetrised cross-correlation), at about the cost of one
+KK run. :meth:`PixelCorrelator.w_many` therefore measures two maps per run,
+and :meth:`PixelCorrelator.xi_matrix` obtains the template auto- and
+cross-correlations ``xi_ij(theta)`` (Berlfein+24 Eqs. 15-16 with cross terms)
+from about K^2/4 runs instead of K(K+1)/2: pairs of templates give two
+autocorrelations and their cross term each, and sums of templates give the
+remaining cross terms by polarisation, ``w(t_i + t_k) = xi_ii + xi_kk + 2 xi_ik``.
+The estimator is bilinear in the map values for fixed positions (the tree and
+its cell-pair decisions depend on the positions only), so these identities
+hold to TreeCorr's internal rounding (~1e-7 relative), and the matrix in a
 linearly transformed basis (e.g. the PCA rotation ``T' = V^T T``) follows as
-``V^T Xi(theta) V`` without new pair counts.
+``V^T Xi(theta) V`` (:func:`rotate_xi`) without new pair counts.
 """
 
 from __future__ import annotations
@@ -127,32 +134,61 @@ class PixelCorrelator:
         """Nominal bin centres in arcmin."""
         return self.bins.centres_arcmin
 
-    def _correlation(self) -> treecorr.KKCorrelation:
+    def _config(self) -> dict:
         b = self.bins
-        return treecorr.KKCorrelation(
-            min_sep=b.theta_min_arcmin, max_sep=b.theta_max_arcmin, nbins=b.n_bins,
-            sep_units="arcmin", bin_slop=b.bin_slop, angle_slop=0.1, metric="Arc",
-        )
+        return dict(min_sep=b.theta_min_arcmin, max_sep=b.theta_max_arcmin, nbins=b.n_bins,
+                    sep_units="arcmin", bin_slop=b.bin_slop, angle_slop=0.1, metric="Arc")
 
-    def _catalog(self, values: np.ndarray) -> treecorr.Catalog:
+    def _check(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=float)
         if values.shape != self.pixels.shape:
             raise ValueError(
                 f"map has shape {values.shape}, expected ({self.pixels.shape[0]},) footprint pixels"
             )
-        return treecorr.Catalog(ra=self.ra_deg, dec=self.dec_deg, k=values,
-                                ra_units="deg", dec_units="deg")
+        return values
 
     def w(self, values: np.ndarray) -> np.ndarray:
-        """Auto-correlation w(theta) of one map (values on the footprint pixels)."""
-        kk = self._correlation()
-        kk.process(self._catalog(values), num_threads=self.n_threads)
+        """Auto-correlation w(theta) of one map (values on the footprint pixels); one KK run."""
+        cat = treecorr.Catalog(ra=self.ra_deg, dec=self.dec_deg, k=self._check(values),
+                               ra_units="deg", dec_units="deg")
+        kk = treecorr.KKCorrelation(**self._config())
+        kk.process(cat, num_threads=self.n_threads)
         return np.asarray(kk.xi, dtype=float).copy()
+
+    def w_pair(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``w(x), w(y)`` and the symmetrised cross ``w(x, y)`` from one ZZ run."""
+        cat = treecorr.Catalog(ra=self.ra_deg, dec=self.dec_deg, z1=self._check(x),
+                               z2=self._check(y), ra_units="deg", dec_units="deg")
+        zz = treecorr.ZZCorrelation(**self._config())
+        zz.process(cat, num_threads=self.n_threads)
+        xip, xim = np.asarray(zz.xip, dtype=float), np.asarray(zz.xim, dtype=float)
+        return 0.5 * (xip + xim), 0.5 * (xip - xim), 0.5 * np.asarray(zz.xim_im, dtype=float)
+
+    def w_many(self, maps: np.ndarray) -> np.ndarray:
+        """Auto-correlations of several maps, two per TreeCorr run.
+
+        Parameters
+        ----------
+        maps : ndarray, shape (n, Npix)
+
+        Returns
+        -------
+        ndarray, shape (n, B)
+        """
+        maps = np.asarray(maps, dtype=float)
+        out = np.empty((maps.shape[0], self.bins.n_bins))
+        for i in range(0, maps.shape[0] - 1, 2):
+            out[i], out[i + 1], _ = self.w_pair(maps[i], maps[i + 1])
+        if maps.shape[0] % 2:
+            out[-1] = self.w(maps[-1])
+        return out
 
     def npairs(self) -> np.ndarray:
         """Number of pixel pairs in each bin."""
-        kk = self._correlation()
-        kk.process(self._catalog(np.ones(self.pixels.shape[0])), num_threads=self.n_threads)
+        cat = treecorr.Catalog(ra=self.ra_deg, dec=self.dec_deg, k=np.ones(self.pixels.shape[0]),
+                               ra_units="deg", dec_units="deg")
+        kk = treecorr.KKCorrelation(**self._config())
+        kk.process(cat, num_threads=self.n_threads)
         return np.asarray(kk.npairs, dtype=float).copy()
 
     def xi_matrix(self, maps: np.ndarray) -> np.ndarray:
@@ -166,18 +202,48 @@ class PixelCorrelator:
         -------
         ndarray, shape (B, K, K)
             Symmetric in ``i, j``; ``xi[:, i, i]`` are the auto-correlations.
-            Cross terms by polarisation (module docstring): K (K + 1)/2 TreeCorr runs.
+
+        Notes
+        -----
+        Templates are grouped in pairs ``(i, j)``; one ZZ run per pair gives
+        ``xi_ii, xi_jj, xi_ij``. For two pairs ``(i, j), (k, n)`` the runs on
+        ``(t_i + t_k, t_j + t_n)`` and ``(t_i + t_n, t_j + t_k)`` give
+        ``xi_ik, xi_jn, xi_in, xi_jk`` by polarisation; an unpaired last
+        template is added to both members of each pair. K = 25 takes 157 runs.
         """
         maps = np.asarray(maps, dtype=float)
         K = maps.shape[0]
-        xi = np.empty((self.bins.n_bins, K, K))
-        for i in range(K):
-            xi[:, i, i] = self.w(maps[i])
-        for i in range(K):
-            for j in range(i + 1, K):
-                xij = 0.5 * (self.w(maps[i] + maps[j]) - xi[:, i, i] - xi[:, j, j])
-                xi[:, i, j] = xij
-                xi[:, j, i] = xij
+        B = self.bins.n_bins
+        xi = np.empty((B, K, K))
+
+        def put(i: int, j: int, v: np.ndarray) -> None:
+            xi[:, i, j] = v
+            xi[:, j, i] = v
+
+        pairs = [(i, i + 1) for i in range(0, K - 1, 2)]
+        single = K - 1 if K % 2 else None
+        for i, j in pairs:
+            wi, wj, wij = self.w_pair(maps[i], maps[j])
+            xi[:, i, i], xi[:, j, j] = wi, wj
+            put(i, j, wij)
+        if single is not None:
+            xi[:, single, single] = self.w(maps[single])
+
+        def cross(i: int, k: int, q: np.ndarray) -> None:
+            put(i, k, 0.5 * (q - xi[:, i, i] - xi[:, k, k]))
+
+        for m, (i, j) in enumerate(pairs):
+            for k, n in pairs[m + 1:]:
+                q1, q2, _ = self.w_pair(maps[i] + maps[k], maps[j] + maps[n])
+                cross(i, k, q1)
+                cross(j, n, q2)
+                q1, q2, _ = self.w_pair(maps[i] + maps[n], maps[j] + maps[k])
+                cross(i, n, q1)
+                cross(j, k, q2)
+            if single is not None:
+                q1, q2, _ = self.w_pair(maps[i] + maps[single], maps[j] + maps[single])
+                cross(i, single, q1)
+                cross(j, single, q2)
         return xi
 
 
