@@ -25,7 +25,9 @@ the scatter exceeds the width (SCIENCE.md section 9), but both shrink as
 
 Compile once per shape: the objective always sees the full ``(N_max, Npix)``
 stack with 0/1 weights selecting the realisations of a group, so every group
-size reuses the same compiled value, gradient and Hessian.
+size reuses the same compiled value, gradient and Hessian. Realisations are
+summed one at a time (``lax.map``; memory of one map, not N) and those with
+zero weight are skipped (``lax.cond``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jax import Array, lax
 from scipy import optimize, stats
 
 from hpcsys.core.contamination import MODELS
@@ -232,15 +234,27 @@ def population_loglike(
     array, shape ()
         ``-inf`` outside the domain of any included realisation.
     """
-    if templates.ndim == 2:
-        per = jax.vmap(lambda d: loglike(theta, d, templates, model=model, likelihood=likelihood))(
-            maps
-        )
-    else:
-        per = jax.vmap(
-            lambda d, t: loglike(theta, d, t, model=model, likelihood=likelihood)
-        )(maps, templates)
-    return jnp.sum(jnp.where(weights > 0, per, 0.0) * weights)
+    return _sum_over_realisations(
+        lambda d, t: loglike(theta, d, t, model=model, likelihood=likelihood),
+        maps, templates, weights, jnp.zeros((), dtype=theta.dtype))
+
+
+def _sum_over_realisations(f, maps: Array, templates: Array, weights: Array, zero: Array) -> Array:
+    """``sum_r w_r f(maps_r, templates_r)``, one realisation at a time.
+
+    ``lax.map`` keeps the memory of one realisation (``Npix x P`` for a
+    Hessian) instead of all of them, and ``lax.cond`` skips realisations with
+    zero weight, so a group of N realisations costs N evaluations whatever
+    the size of the stack.
+    """
+    shared = templates.ndim == 2
+
+    def one(args):
+        d, t, w = (args[0], templates, args[1]) if shared else args
+        return lax.cond(w > 0, lambda: w * f(d, t), lambda: zero)
+
+    xs = (maps, weights) if shared else (maps, templates, weights)
+    return jnp.sum(lax.map(one, xs), axis=0)
 
 
 def _to_theta(phi: Array, s_index: int) -> Array:
@@ -260,7 +274,13 @@ def _objective_grad(phi, maps, templates, weights, model, likelihood, s_index):
 
 @partial(jax.jit, static_argnames=("model", "likelihood", "s_index"))
 def _objective_hess(phi, maps, templates, weights, model, likelihood, s_index):
-    return jax.hessian(_objective)(phi, maps, templates, weights, model, likelihood, s_index)
+    def neg_hess(d, t):
+        return jax.hessian(
+            lambda p: -loglike(_to_theta(p, s_index), d, t, model=model, likelihood=likelihood)
+        )(phi)
+
+    return _sum_over_realisations(neg_hess, maps, templates, weights,
+                                  jnp.zeros((phi.shape[0], phi.shape[0]), dtype=phi.dtype))
 
 
 def _start(maps: np.ndarray, templates: np.ndarray, weights: np.ndarray, model: str,
