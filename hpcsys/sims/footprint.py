@@ -12,8 +12,11 @@
 ``cap``
     A spherical cap of radius ``sky.cap_radius_deg`` around the north celestial pole.
 ``file``
-    A HEALPix FITS mask (``sky.mask_file``); pixels with a value > 0 are
-    observed. A mask at another NSIDE is regraded and thresholded at 0.5.
+    A HEALPix FITS mask (``sky.mask_file``, read by
+    :func:`hpcsys.io.maps.read_healpix`: NESTED files are reordered, files
+    without an ORDERING keyword refused); pixels with a value > 0 are
+    observed, NaN/UNSEEN pixels are not. A mask at another NSIDE is regraded
+    and thresholded at 0.5.
 
 A pixel belongs to a footprint when its centre does.
 """
@@ -26,6 +29,7 @@ import healpy as hp
 import numpy as np
 
 from hpcsys.config import ConfigError
+from hpcsys.io.maps import MapInputError, bad_pixels, read_healpix
 
 __all__ = ["KIDS_STRIPS", "Footprint", "make_footprint"]
 
@@ -89,17 +93,16 @@ def _in_strip(ra: np.ndarray, dec: np.ndarray, strip: tuple[float, ...]) -> np.n
 
 def _read_mask(path: str, nside: int) -> np.ndarray:
     try:
-        m = hp.read_map(path, dtype=np.float64)
-    except Exception as exc:  # astropy/healpy raise many types for bad files
+        f = read_healpix(path)
+    except MapInputError as exc:
+        raise ConfigError(f"sky.mask_file: {exc}") from None
+    if f.values.shape[0] != 1:
         raise ConfigError(
-            f"sky.mask_file: cannot read HEALPix mask {path!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    m = np.asarray(m, dtype=float)
-    if m.ndim != 1 or not hp.isnpixok(m.shape[0]):
-        raise ConfigError(f"sky.mask_file: {path!r} is not a single HEALPix map")
-    m = np.where(np.isfinite(m) & (m != hp.UNSEEN), m, 0.0)
-    observed = (m > 0).astype(float)
-    if hp.npix2nside(m.shape[0]) != nside:
+            f"sky.mask_file: {path}: expected one map column, found {f.values.shape[0]}"
+        )
+    m = f.values[0]
+    observed = ((m > 0) & ~bad_pixels(m)).astype(float)
+    if f.nside != nside:
         observed = hp.ud_grade(observed, nside, order_in="RING", order_out="RING")
         return observed > 0.5
     return observed > 0
