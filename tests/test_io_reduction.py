@@ -1,0 +1,158 @@
+"""Reduction over realisations (Tables 2 and 3, recovery) on ensembles with known answers.
+
+Tolerances come from each estimator's own scatter: binomial bands for rejection
+fractions, k sigma / sqrt(N) for means, exact identities at 1e-12.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hpcsys.io import LRTArrays, MethodArrays, MLEArrays, ScenarioData, TimingArrays
+from hpcsys.reduction import recovery_table, table2, table3
+
+K, B = 3, 6
+METHODS = ("OLS", "ISD-1", "MCMC-comb")
+MODELS = ("additive", "multiplicative", "combined")
+PAIRS = ("null/additive", "additive/combined")
+LIKES = ("gaussian",)
+
+
+def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | None = None,
+             dof: int = K, w_true: np.ndarray | None = None, w_obs: np.ndarray | None = None,
+             w_corr: np.ndarray | None = None, est_noise: float = 0.01,
+             err_scale: float = 1.0) -> ScenarioData:
+    """A ScenarioData whose pieces the test controls; the rest is seeded noise."""
+    M, Q, L = len(METHODS), len(PAIRS), len(LIKES)
+    a_true = np.tile(rng.normal(0, 0.05, K), (N, 1))
+    b_true = np.tile(rng.normal(0, 0.05, K), (N, 1))
+    if lam is None:
+        lam = rng.chisquare(dof, size=(N, Q, L))
+    pvalue = stats.chi2.sf(lam, dof)
+    w_true = rng.normal(size=(N, B)) if w_true is None else w_true
+    w_obs = w_true if w_obs is None else w_obs
+    w_corr = np.repeat(w_true[:, None], M, axis=1) if w_corr is None else w_corr
+    methods = {}
+    for meth, model in zip(METHODS, MODELS):
+        a = a_true + rng.normal(0, est_noise, (N, K))
+        b = b_true + rng.normal(0, est_noise, (N, K))
+        err = np.full((N, K), est_noise * err_scale)
+        nanK = np.full((N, K), np.nan)
+        methods[meth] = MethodArrays(
+            name=meth, model=model, a=a, b=b, a_err=err, b_err=err,
+            cov=np.zeros((N, 2 * K, 2 * K)), a_mean=nanK, b_mean=nanK, a_std=nanK, b_std=nanK,
+            sigma=np.ones(N), converged=np.ones(N, bool), n_iterations=np.ones(N, int),
+            acceptance_fraction=np.full(N, np.nan), autocorr_time=np.full(N, np.nan),
+            effective_samples=np.full(N, np.nan), hit_pole=np.zeros(N, bool),
+            wall_time=np.zeros(N), message=np.array([""] * N))
+    F = 4
+    z = np.zeros
+    return ScenarioData(
+        name=name, index=np.arange(N), seed_words=z((N, 4), np.uint32), a_true=a_true,
+        b_true=b_true, w_true=w_true, w_obs=w_obs, w_corrected=w_corr,
+        w_corrected_diag=w_corr.copy(), w_remeasured=w_corr.copy(), methods=methods,
+        mle=MLEArrays(*(z((N, F, L)),) * 3, *(z((N, F, L, K)),) * 4, z((N, F, L)),
+                      z((N, F, L))),
+        lrt=LRTArrays(lam, pvalue, np.full((N, Q), dof)),
+        timings=TimingArrays(z((N, 5)), z(N)))
+
+
+def test_table2_wilks_size_and_power() -> None:
+    rng = np.random.default_rng(1)
+    N, alpha = 400, 0.05
+    null = scenario("null", N, rng)
+    strong = scenario("additive", N, rng, lam=rng.chisquare(K, (N, 2, 1)) + 60.0)
+    t = table2({"null": null, "additive": strong}, PAIRS, LIKES, alpha)
+    band = 3 * np.sqrt(alpha * (1 - alpha) / N)
+    assert np.all(np.abs(t.fraction_wilks[0] - alpha) < band)  # correct size under the null
+    np.testing.assert_allclose(t.error_wilks[0], np.sqrt(t.fraction_wilks[0] *
+                                                         (1 - t.fraction_wilks[0]) / N))
+    assert np.all(t.fraction_wilks[1] == 1.0) and np.all(t.fraction_calibrated[1] == 1.0)
+    # in-sample calibration on the null: at most alpha by construction, about alpha
+    assert np.all(t.fraction_calibrated[0] <= alpha + 1e-12)
+    assert np.all(t.fraction_calibrated[0] > alpha - 2 / N)
+    np.testing.assert_allclose(t.critical_lambda[:, 0], np.quantile(null.lrt.lam[:, :, 0],
+                                                                    1 - alpha, axis=0))
+    assert t.null_scenario == "null"
+
+
+def test_table2_calibration_fixes_an_anticonservative_wilks() -> None:
+    """lambda 3x wider than chi2 (correlated pixels): Wilks over-rejects, calibration does not."""
+    rng = np.random.default_rng(2)
+    N, alpha = 400, 0.05
+    wide = lambda: 3.0 * rng.chisquare(K, (N, 2, 1))  # noqa: E731
+    null_a = scenario("null", N, rng, lam=wide())
+    null_b = scenario("additive", N, rng, lam=wide())  # an independent null-like ensemble
+    t = table2({"null": null_a, "additive": null_b}, PAIRS, LIKES, alpha)
+    assert np.all(t.fraction_wilks[1] > 0.3)
+    band = 3 * np.sqrt(alpha * (1 - alpha) / N) + 1 / N
+    assert np.all(np.abs(t.fraction_calibrated[1] - alpha) < band)
+
+
+def test_table2_without_null_scenario() -> None:
+    rng = np.random.default_rng(3)
+    t = table2({"additive": scenario("additive", 20, rng)}, PAIRS, LIKES, 0.05)
+    assert t.null_scenario == "" and np.all(np.isnan(t.fraction_calibrated))
+    assert np.all(np.isfinite(t.fraction_wilks))
+
+
+def test_table3_exact_shift_and_unbiased_methods() -> None:
+    rng = np.random.default_rng(4)
+    N = 60
+    w0 = np.geomspace(1.0, 0.05, B)
+    L = np.tril(rng.normal(0, 0.02, (B, B))) + np.diag(np.full(B, 0.05))
+    w_true = w0 + rng.normal(size=(N, B)) @ L.T
+    c = 0.3
+    w_obs = w_true + c * w0  # uncorrected: an amplitude offset
+    M = len(METHODS)
+    w_corr = np.repeat(w_true[:, None], M, axis=1)
+    w_corr[:, 2] += rng.normal(0, 0.01, (N, B))  # a noisy but unbiased method
+    t = table3({"s": scenario("s", N, rng, w_true=w_true, w_obs=w_obs, w_corr=w_corr)}, METHODS)
+    # independent GLS computation (Berlfein+24 Eqs. 25-26)
+    C = np.cov(w_true, rowvar=False)
+    Ci = (N - B - 2) / (N - 1) * np.linalg.inv(C)
+    w_ref = w_true.mean(0)
+    sigma = (w_ref @ Ci @ w_ref) ** -0.5
+    expected = c * (w_ref @ Ci @ w0) / (w_ref @ Ci @ w_ref) / sigma
+    assert t.sigma_A[0] == pytest.approx(sigma, rel=1e-12)
+    assert t.hartlap_factor[0] == pytest.approx((N - B - 2) / (N - 1), rel=1e-15)
+    assert t.mean_dA_over_sigma[0, 0] == pytest.approx(expected, rel=1e-10)
+    assert t.error_dA_over_sigma[0, 0] < 1e-10  # the same shift in every realisation
+    # estimators: uncorrected, OLS and ISD-1 (exact w_true), MCMC-comb (noisy, unbiased)
+    assert t.mean_dA_over_sigma[0, 1] == 0.0 and t.mean_dA_over_sigma[0, 2] == 0.0
+    assert t.mean_dA_over_sigma[0, 3] != 0.0
+    assert abs(t.mean_dA_over_sigma[0, 3]) < 4 * t.error_dA_over_sigma[0, 3]
+    assert t.estimators == ("uncorrected", *METHODS)
+
+
+def test_table3_needs_more_realisations_than_bins() -> None:
+    rng = np.random.default_rng(5)
+    t = table3({"s": scenario("s", B + 2, rng)}, METHODS)
+    assert np.isnan(t.hartlap_factor[0]) and np.all(np.isnan(t.mean_dA_over_sigma))
+
+
+def test_recovery_honest_and_overconfident_errors() -> None:
+    rng = np.random.default_rng(6)
+    N = 400
+    honest = scenario("honest", N, rng, est_noise=0.01, err_scale=1.0)
+    over = scenario("over", N, rng, est_noise=0.01, err_scale=1 / 3)
+    r = recovery_table({"honest": honest, "over": over}, METHODS, K)
+    assert r.parameters == ("a_0", "a_1", "a_2", "b_0", "b_1", "b_2")
+    # OLS is additive: no b; ISD-1 multiplicative: no a; MCMC-comb both
+    assert np.all(np.isnan(r.bias[:, 0, K:])) and np.all(np.isfinite(r.bias[:, 0, :K]))
+    assert np.all(np.isnan(r.bias[:, 1, :K])) and np.all(np.isfinite(r.bias[:, 2]))
+    ok = np.isfinite(r.bias[0])
+    # unbiased estimators: bias / (scatter / sqrt N) ~ N(0, 1)
+    assert np.all(np.abs(r.bias_over_error[0][ok]) < 4.5)
+    # honest errors: pulls of unit width, nominal coverage (binomial bands)
+    se_std = 1 / np.sqrt(2 * (N - 1))
+    assert np.all(np.abs(r.pull_std[0][ok] - 1) < 5 * se_std)
+    assert np.all(np.abs(r.coverage68[0][ok] - 0.6827) < 4 * np.sqrt(0.68 * 0.32 / N))
+    assert np.all(np.abs(r.coverage95[0][ok] - 0.9545) < 4 * np.sqrt(0.95 * 0.05 / N))
+    assert np.all(np.abs(r.error_ratio[0][ok] - 1) < 5 * se_std)
+    # errors 3x too small: scatter / error ~ 3, pulls ~ 3, coverage far below nominal
+    assert np.all(np.abs(r.error_ratio[1][ok] - 3) < 15 * se_std)
+    assert np.all(np.abs(r.pull_std[1][ok] - 3) < 15 * se_std)
+    assert np.all(r.coverage68[1][ok] < 0.35)
