@@ -56,6 +56,7 @@ class Progress:
         self.label = label
         self.done = 0
         self._t0 = time.monotonic()
+        self._first: tuple[float, int] | None = None  # (time, count) of the first report
         self._last = -float("inf")
         self._lock = threading.Lock()
 
@@ -66,6 +67,8 @@ class Progress:
         with self._lock:
             self.done = max(self.done, min(done, self.total))
             now = time.monotonic()
+            if self._first is None:
+                self._first = (now, self.done)
             final = self.done >= self.total
             if self.tty or final or now - self._last >= self.interval:
                 self._last = now
@@ -76,7 +79,13 @@ class Progress:
         now = time.monotonic() if now is None else now
         elapsed = now - self._t0
         frac = self.done / self.total if self.total else 1.0
-        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        left = self.total - self.done
+        if self._first is not None and self.done > self._first[1] and now > self._first[0]:
+            # rate after the first task: start-up and JIT compilation do not inflate the ETA
+            rate = (self.done - self._first[1]) / (now - self._first[0])
+            eta = left / rate
+        else:
+            eta = elapsed * left / self.done if self.done else float("nan")
         tilde = "~" if self.approximate and self.done < self.total else ""
         return (f"[{self.label}] {tilde}{self.done}/{self.total} tasks ({100 * frac:.0f}%), "
                 f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}")

@@ -272,12 +272,13 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
     faults = _parse_faults()
 
     # 1. rank 0 inspects the run directory; the verdict goes to everyone
-    plan: tuple[list[Task], int] | str
+    plan: tuple[list[Task], int, bool] | str
     if rank == 0:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             clean_temporaries(run_dir)
-            plan = pending_tasks(config, run_dir, resume)
+            plan = (*pending_tasks(config, run_dir, resume),
+                    (run_dir / _TEMPLATES_FILE).is_file())
             (run_dir / _CONFIG_FILE).write_text(config.text)
         except (RunError, OSError) as exc:
             plan = str(exc)
@@ -286,7 +287,7 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
     plan = comm.bcast(plan, root=0)
     if isinstance(plan, str):
         raise RunError(plan)
-    pending, n_skipped = plan
+    pending, n_skipped, have_templates = plan
 
     # 2. JAX and the shared run context, identically on every rank
     if configure:
@@ -296,16 +297,18 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
         device = f"{layout.host}:unconfigured"
     from hpcsys.pipeline import prepare_run, run_realisation
 
-    try:
-        ctx = prepare_run(config)
-        failure = ""
-    except Exception as exc:  # deterministic, so normally every rank fails alike
-        failure = f"rank {rank}: prepare_run failed: {type(exc).__name__}: {exc}"
+    ctx = None
+    failure = ""
+    if pending or not have_templates:  # a finished run being re-reduced needs no context
+        try:
+            ctx = prepare_run(config)
+        except Exception as exc:  # deterministic, so normally every rank fails alike
+            failure = f"rank {rank}: prepare_run failed: {type(exc).__name__}: {exc}"
     failures = [f for f in comm.allgather(failure) if f]
     if failures:
         raise RunError(failures[0])
     h = science_hash(config)
-    if rank == 0:
+    if rank == 0 and ctx is not None:
         _write_templates(run_dir / _TEMPLATES_FILE, _template_info(ctx, config))
 
     # 3. the tasks
@@ -318,7 +321,11 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
             f"({n_skipped} already complete) -> {run_dir}\n")
         progress.stream.flush()
     n_here = 0
+    busy = 0.0
+    polite_barrier(comm)  # the task phase starts together (prepare times differ per rank)
+    t_tasks = time.monotonic()
     for task in iterate_tasks(pending, comm, config.parallel.distribution, progress.update):
+        t_task = time.monotonic()
         try:
             _maybe_fault(faults, task)
             result = run_realisation(ctx, task.scenario, task.index)
@@ -329,12 +336,15 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
                    f"({layout.host}): {type(exc).__name__}: {exc}; aborting the job")
             _abort_or_raise(comm, msg, exc)
         n_here += 1
+        busy += time.monotonic() - t_task
     polite_barrier(comm)
+    task_phase = time.monotonic() - t_tasks
 
     # 4. provenance and reduction on rank 0
     info = comm.gather({"host": layout.host, "device": device,
-                        "resources": resources.describe(layout.host) if resources else ""},
-                       root=0)
+                        "resources": resources.describe(layout.host) if resources else "",
+                        "tasks": n_here, "busy_seconds": round(busy, 3),
+                        "prepare_seconds": round(t_tasks - t0, 3)}, root=0)
     results_path = None
     err = ""
     if rank == 0:
@@ -342,8 +352,10 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
         devices_ = tuple(dict.fromkeys(i["device"] for i in info))
         (run_dir / _INFO_FILE).write_text(json.dumps(
             {"n_ranks": size, "hosts": hosts, "devices": devices_,
-             "config_source": config.source,
-             "resources": [i["resources"] for i in info]}, indent=1))
+             "config_source": config.source, "n_tasks_run": len(pending),
+             "task_phase_seconds": round(task_phase, 3),
+             "ranks": [{k: i[k] for k in ("resources", "tasks", "busy_seconds",
+                                          "prepare_seconds")} for i in info]}, indent=1))
         if reduce:
             try:
                 results_path = reduce_run(run_dir)

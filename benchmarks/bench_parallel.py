@@ -1,0 +1,144 @@
+"""Parallel throughput of ``hpcsys run``: realisations per hour on 1 and 2 ranks.
+
+Runs a config (default ``configs/quick.yaml`` with fewer realisations) as a user
+would, each rank on one core (``parallel.threads_per_rank=1``; the serial run is
+pinned with ``taskset``), after a warm-up run that fills the JAX compilation
+cache, and reads the task-phase wall time each run records in
+``RUN_DIR/run_info.json``. Prints
+
+* realisations per hour for 1 rank and for 2 ranks under the ``dynamic`` and
+  ``cyclic`` schedules, and the parallel efficiency
+  ``throughput(2) / (2 x throughput(1))`` (target >= 0.85);
+* the measured mean time of each stage of one realisation;
+* a paper-scale estimate (``configs/paper.yaml``): CPU core-seconds per
+  realisation from the measured times scaled with the cost model of
+  :mod:`hpcsys.parallel.estimate`, and per GPU, where the two samplers'
+  batched likelihood runs at ``--gpu-tflops`` sustained float64 TFLOP/s and the
+  rest (w(theta) with TreeCorr, regression, ISD, MLE) stays on the node's CPU
+  cores at the measured speed.
+
+    python benchmarks/bench_parallel.py [--config C] [--realisations N] [--out DIR]
+
+Timings are not asserted anywhere; this script only prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hpcsys.config import load_config
+from hpcsys.io import open_results
+from hpcsys.parallel.estimate import COST_CONSTANTS, estimate_cost
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _run(config: Path, out: Path, ranks: int, overrides: list[str], cache: Path) -> dict:
+    sets = [*overrides, f"run.output_dir={out}", "parallel.threads_per_rank=1",
+            f"parallel.compilation_cache_dir={cache}"]
+    cmd = [sys.executable, "-m", "hpcsys", "run", str(config)]
+    for s in sets:
+        cmd += ["--set", s]
+    if ranks == 1:
+        cmd = ["taskset", "-c", "0", *cmd] if shutil.which("taskset") else cmd
+    else:
+        cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    wall = time.monotonic() - t0
+    if p.returncode != 0:
+        sys.exit(f"bench_parallel: run failed ({' '.join(cmd)}):\n{p.stderr[-3000:]}")
+    info = json.loads((out / "run_info.json").read_text())
+    info["wall_seconds"] = wall
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(REPO / "configs" / "quick.yaml"))
+    ap.add_argument("--realisations", type=int, default=6,
+                    help="realisations per scenario in each timed run")
+    ap.add_argument("--out", default=str(REPO / "runs" / "bench_parallel"))
+    ap.add_argument("--gpu-tflops", type=float, default=10.0,
+                    help="sustained float64 TFLOP/s assumed for the GPU likelihood")
+    ap.add_argument("--paper", default=str(REPO / "configs" / "paper.yaml"))
+    args = ap.parse_args(argv)
+    config = Path(args.config)
+    out = Path(args.out)
+    cache = out / "jax_cache"
+    over = [f"run.n_realisations={args.realisations}"]
+
+    print(f"# bench_parallel: {config.name}, {args.realisations} realisations x scenarios, "
+          f"{os.cpu_count()} CPUs")
+    _run(config, out / "warmup", 1, ["run.n_realisations=1"], cache)  # fill the compile cache
+    rows = []
+    for ranks, schedule in ((1, "dynamic"), (2, "dynamic"), (2, "cyclic")):
+        info = _run(config, out / f"r{ranks}-{schedule}", ranks,
+                    [*over, f"parallel.distribution={schedule}"], cache)
+        n = info["n_tasks_run"]
+        thr = n / info["task_phase_seconds"] * 3600.0
+        rows.append((ranks, schedule, n, info["task_phase_seconds"], info["wall_seconds"], thr))
+    thr1 = rows[0][5]
+    print()
+    print(f"{'ranks':>5}  {'schedule':<8}  {'tasks':>5}  {'task phase s':>12}  "
+          f"{'wall s':>7}  {'real./hour':>10}  {'efficiency':>10}")
+    for ranks, schedule, n, phase, wall, thr in rows:
+        eff = thr / (ranks * thr1)
+        print(f"{ranks:>5}  {schedule:<8}  {n:>5}  {phase:>12.1f}  {wall:>7.1f}  {thr:>10.0f}  "
+              f"{eff:>10.2f}")
+
+    # measured stage times of one realisation (1-rank run)
+    with open_results(out / "r1-dynamic" / "results.h5") as res:
+        stages = res.stages
+        st = np.concatenate([res.scenario(s).timings.stage_seconds for s in res.scenarios])
+        mwall = {m: np.concatenate([res.scenario(s).methods[m].wall_time
+                                    for s in res.scenarios]) for m in res.method_names}
+    mean = st.mean(axis=0)
+    print()
+    print("mean seconds per realisation, one core: " + ", ".join(
+        f"{s} {v:.2f}" for s, v in zip(stages, mean)))
+    print("  methods: " + ", ".join(f"{m} {np.mean(v):.2f}" for m, v in mwall.items()))
+
+    # paper-scale extrapolation with the calibrated cost model
+    bench_cfg = load_config(config, over)
+    paper_cfg = load_config(args.paper)
+    e_b, e_p = estimate_cost(bench_cfg), estimate_cost(paper_cfg)
+    scale = e_p.seconds_per_task / e_b.seconds_per_task
+    cpu_s = mean[-1] * scale
+    m = paper_cfg.methods
+    K, npix = paper_cfg.n_templates, e_p.n_pixels
+    mcmc_cpu = COST_CONSTANTS["c_mcmc"] * npix * m.mcmc_walkers * m.mcmc_steps * (
+        (K + 2) + (2 * K + 2))
+    # one walker-step: (P x Npix) template product + ~10 flops per pixel for the likelihood
+    flops = 2.0 * npix * m.mcmc_walkers * m.mcmc_steps * ((K + 1 + 10) + (2 * K + 1 + 10))
+    gpu_mcmc = flops / (args.gpu_tflops * 1e12)
+    rest_cpu = max(cpu_s - mcmc_cpu, 0.0)
+    cores_per_gpu = 8
+    per_gpu = gpu_mcmc + rest_cpu / cores_per_gpu
+    n_tasks = e_p.n_tasks
+    print()
+    print(f"paper scale ({Path(args.paper).name}: NSIDE {paper_cfg.sky.nside}, {npix} pixels, "
+          f"K = {K}, {m.mcmc_walkers} walkers x {m.mcmc_steps} steps, {n_tasks} tasks):")
+    print(f"  CPU: {cpu_s:.0f} core-s per realisation (measured x cost-model ratio "
+          f"{scale:.0f}), {n_tasks * cpu_s / 3600:.0f} core-hours in all, of which MCMC "
+          f"{mcmc_cpu / cpu_s:.0%}")
+    print(f"  per GPU (MCMC at {args.gpu_tflops:g} TFLOP/s float64: {gpu_mcmc:.1f} s; the rest "
+          f"on {cores_per_gpu} host cores: {rest_cpu / cores_per_gpu:.0f} s): ~{per_gpu:.0f} s "
+          f"per realisation, {3600 / per_gpu:.0f} realisations per GPU-hour, "
+          f"{n_tasks * per_gpu / 3600:.1f} GPU-hours for the whole run")
+
+
+if __name__ == "__main__":
+    main()
