@@ -23,7 +23,8 @@ Method
   that never leaves the domain ``s > 0``, ``1 + b.t_p > 0`` on every pixel:
   a trial point outside it has ``lnL = -inf`` and is refused, and the fit
   records ``hit_pole``. Where ``-H`` is not positive definite the step falls
-  back to a diagonally preconditioned gradient step.
+  back to a gradient step preconditioned by ``|H|`` (saddle-free Newton:
+  the eigenvalues of ``-H`` replaced by their magnitudes).
 * Start: the additive least-squares solution (``a`` where the model has it),
   ``b = 0``, ``s`` = residual standard deviation. For the skew-normal the
   start of ``g`` (and the matching ``s``) comes from the method of moments on
@@ -50,12 +51,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
-from jax.scipy.special import log_ndtr
 
 from hpcsys.core.contamination import MODELS
-from hpcsys.core.likelihood import loglike, param_layout, skewnormal_location
+from hpcsys.core.likelihood import log_ndtr, loglike, param_layout, skewnormal_location
 
-__all__ = ["MLEResult", "fit_mle", "loglike_derivatives"]
+__all__ = ["MLEResult", "fit_mle", "fit_mle_many", "loglike_derivatives"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -333,20 +333,26 @@ def _start(delta: Array, templates: Array, model: str, likelihood: str) -> Array
 
 
 def _direction(grad: Array, hess: Array) -> tuple[Array, Array, Array]:
-    """Newton direction where ``-H`` is positive definite, else a preconditioned gradient step.
+    """Ascent direction: Newton where ``-H`` is positive definite, else saddle-free Newton.
 
-    Returns the direction, the Newton decrement ``lambda^2`` (``inf`` for a
-    gradient step) and whether the Newton step was used.
+    Where ``-H`` has non-positive eigenvalues (e.g. the skew-normal ``g``
+    direction near ``g = 0``, where ``lnL`` is locally convex) the step uses
+    ``|H|`` (eigenvalues replaced by their absolute values, floored at
+    ``1e-10`` of the largest): a gradient step preconditioned by the
+    curvature's magnitude, which always ascends.
+
+    Returns the direction, the Newton decrement ``lambda^2 = grad^T (-H)^-1
+    grad`` (``inf`` where ``-H`` is not positive definite) and whether the
+    plain Newton step was used.
     """
-    neg = -hess
-    chol = jnp.linalg.cholesky(neg)
-    pd = jnp.all(jnp.isfinite(chol))
-    safe_chol = jnp.where(pd, chol, jnp.eye(hess.shape[0], dtype=hess.dtype))
-    newton = jax.scipy.linalg.cho_solve((safe_chol, True), grad)
-    scale = jnp.maximum(jnp.abs(jnp.diag(hess)), jnp.finfo(hess.dtype).tiny)
-    gradient = grad / scale
-    step = jnp.where(pd, newton, gradient)
-    dec = jnp.where(pd, grad @ newton, jnp.inf)
+    neg = -0.5 * (hess + hess.T)
+    lam, vec = jnp.linalg.eigh(neg)
+    pd = jnp.all(lam > 0.0) & jnp.all(jnp.isfinite(lam))
+    floor = 1e-10 * jnp.max(jnp.abs(lam))
+    lam_abs = jnp.maximum(jnp.abs(lam), floor)
+    proj = vec.T @ grad
+    step = vec @ (proj / lam_abs)
+    dec = jnp.where(pd, proj @ (proj / lam_abs), jnp.inf)
     return step, dec, pd
 
 
@@ -425,15 +431,17 @@ def _newton(
 # --------------------------------------------------------------------------- public entry
 
 
-def _check_inputs(delta: Array, templates: Array) -> tuple[Array, Array]:
+def _check_inputs(delta: Array, templates: Array, batched: bool = False) -> tuple[Array, Array]:
     delta = jnp.asarray(delta)
     templates = jnp.asarray(templates)
-    if delta.ndim != 1:
-        raise ValueError(f"delta: expected shape (Npix,), got {delta.shape}")
-    if templates.ndim != 2 or templates.shape[1] != delta.shape[0]:
-        raise ValueError(
-            f"templates: expected shape (K, {delta.shape[0]}), got {templates.shape}")
-    if templates.shape[0] >= delta.shape[0]:
+    want = 2 if batched else 1
+    if delta.ndim != want:
+        shape = "(R, Npix)" if batched else "(Npix,)"
+        raise ValueError(f"delta: expected shape {shape}, got {delta.shape}")
+    npix = delta.shape[-1]
+    if templates.ndim != 2 or templates.shape[1] != npix:
+        raise ValueError(f"templates: expected shape (K, {npix}), got {templates.shape}")
+    if templates.shape[0] >= npix:
         raise ValueError(f"templates: need fewer templates than pixels, got shape {templates.shape}")
     if not bool(jnp.all(jnp.isfinite(delta))):
         raise ValueError("delta: contains non-finite values")
@@ -441,6 +449,58 @@ def _check_inputs(delta: Array, templates: Array) -> tuple[Array, Array]:
         raise ValueError("templates: contains non-finite values")
     dtype = jnp.result_type(delta.dtype, templates.dtype, float)
     return delta.astype(dtype), templates.astype(dtype)
+
+
+def _check_theta0(theta0, delta, templates, model, likelihood, size) -> Array:
+    theta0 = jnp.asarray(theta0, dtype=delta.dtype)
+    want = (*delta.shape[:-1], size)
+    if theta0.shape != want:
+        raise ValueError(f"theta0: expected shape {want} for {model}/{likelihood} "
+                         f"with K={templates.shape[0]}, got {theta0.shape}")
+    lnl = jax.vmap(loglike, in_axes=(0, 0, None, None, None))(
+        theta0.reshape(-1, size), delta.reshape(-1, delta.shape[-1]), templates, model, likelihood)
+    if not bool(jnp.all(jnp.isfinite(lnl))):
+        raise ValueError("theta0: outside the domain (s <= 0 or 1 + b.t_p <= 0 on a pixel)")
+    return theta0
+
+
+def _result(model: str, likelihood: str, K: int, closed: bool, theta, val, hess, dec, it, status,
+            pole) -> MLEResult:
+    """Package the arrays of one Newton run as an :class:`MLEResult`."""
+    lay = param_layout(model, likelihood, K)
+    status = int(status)
+    if status == _RUNNING:  # max_iter == 0 and not converged at the start
+        status = _MAX_ITER
+    message = _MESSAGES[status] + f" (lambda^2/2 = {0.5 * float(dec):.3g})"
+    if closed:
+        message = "closed form (least squares); " + message
+    theta = np.asarray(theta)
+    hess = np.asarray(hess)
+    try:
+        cov = np.linalg.inv(-hess)
+    except np.linalg.LinAlgError:
+        cov = np.full_like(hess, np.nan)
+    diag = np.diag(cov)
+    err = np.sqrt(np.where(diag > 0, diag, np.nan))
+    zeros = np.zeros(K, dtype=theta.dtype)
+    nans = np.full(K, np.nan, dtype=theta.dtype)
+    return MLEResult(
+        model=model,
+        likelihood=likelihood,
+        theta=theta,
+        a=theta[lay.a].copy() if lay.a is not None else zeros,
+        b=theta[lay.b].copy() if lay.b is not None else zeros.copy(),
+        s=float(theta[lay.s]),
+        g=float(theta[lay.g]) if lay.g is not None else 0.0,
+        cov=cov,
+        a_err=err[lay.a].copy() if lay.a is not None else nans,
+        b_err=err[lay.b].copy() if lay.b is not None else nans.copy(),
+        loglike=float(val),
+        converged=status == _CONVERGED,
+        n_iter=int(it),
+        hit_pole=bool(pole),
+        message=message,
+    )
 
 
 def fit_mle(
@@ -492,45 +552,74 @@ def fit_mle(
     if theta0 is None:
         theta0 = _start(delta, templates, model, likelihood)
     else:
-        theta0 = jnp.asarray(theta0, dtype=delta.dtype)
-        if theta0.shape != (lay.size,):
-            raise ValueError(f"theta0: expected shape ({lay.size},) for {model}/{likelihood} "
-                             f"with K={K}, got {theta0.shape}")
-        if not bool(jnp.isfinite(loglike(theta0, delta, templates, model, likelihood))):
-            raise ValueError("theta0: outside the domain (s <= 0 or 1 + b.t_p <= 0 on a pixel)")
+        theta0 = _check_theta0(theta0, delta, templates, model, likelihood, lay.size)
         closed = False
     if closed:
-        # the start is the maximum; zero iterations just evaluate the derivatives there
-        max_iter = 0
-    theta, val, _, hess, dec, it, status, pole = _newton(
-        theta0, delta, templates, jnp.asarray(max_iter), jnp.asarray(tol, delta.dtype),
-        model=model, likelihood=likelihood, chunk=chunk)
-    status = int(status)
-    if status == _RUNNING:  # max_iter == 0 and not converged at the start
-        status = _MAX_ITER
-    converged = status == _CONVERGED
-    message = _MESSAGES[status] + f" (lambda^2/2 = {0.5 * float(dec):.3g})"
+        max_iter = 0  # the start is the maximum; just evaluate the derivatives there
+    out = _newton(theta0, delta, templates, jnp.asarray(max_iter), jnp.asarray(tol, delta.dtype),
+                  model=model, likelihood=likelihood, chunk=chunk)
+    theta, val, _, hess, dec, it, status, pole = out
+    return _result(model, likelihood, K, closed, theta, val, hess, dec, it, status, pole)
+
+
+@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
+def _newton_many(theta0, deltas, templates, max_iter, tol, model, likelihood, chunk):
+    def one(th, d):
+        return _newton(th, d, templates, max_iter, tol, model=model, likelihood=likelihood,
+                       chunk=chunk)
+
+    return jax.vmap(one)(theta0, deltas)
+
+
+def fit_mle_many(
+    deltas: Array,
+    templates: Array,
+    model: str,
+    likelihood: str,
+    *,
+    theta0: Array | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-9,
+    chunk: int = _CHUNK,
+) -> tuple[MLEResult, ...]:
+    """:func:`fit_mle` for many maps on the same templates, as one vectorised computation.
+
+    All maps are iterated together (``vmap`` of the Newton loop, compiled once
+    per shape); each result is identical to what :func:`fit_mle` returns for
+    that map, to rounding.
+
+    Parameters
+    ----------
+    deltas : array, shape (R, Npix)
+        ``R`` observed maps (realisations, mocks).
+    templates : array, shape (K, Npix)
+    model, likelihood, max_iter, tol, chunk
+        As for :func:`fit_mle`.
+    theta0 : array, shape (R, P), optional
+
+    Returns
+    -------
+    tuple of MLEResult, length R
+    """
+    deltas, templates = _check_inputs(deltas, templates, batched=True)
+    K = templates.shape[0]
+    lay = param_layout(model, likelihood, K)
+    if max_iter < 0:
+        raise ValueError(f"max_iter: must be >= 0, got {max_iter}")
+    closed = likelihood == "gaussian" and model in ("null", "additive")
+    if theta0 is None:
+        theta0 = jax.vmap(_start, in_axes=(0, None, None, None))(deltas, templates, model, likelihood)
+    else:
+        theta0 = _check_theta0(theta0, deltas, templates, model, likelihood, lay.size)
+        closed = False
     if closed:
-        message = "closed form (least squares); " + message
-    theta = np.asarray(theta)
-    cov = np.asarray(jnp.linalg.inv(-hess))
-    err = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
-    zeros = np.zeros(K, dtype=theta.dtype)
-    nans = np.full(K, np.nan, dtype=theta.dtype)
-    return MLEResult(
-        model=model,
-        likelihood=likelihood,
-        theta=theta,
-        a=theta[lay.a].copy() if lay.a is not None else zeros,
-        b=theta[lay.b].copy() if lay.b is not None else zeros.copy(),
-        s=float(theta[lay.s]),
-        g=float(theta[lay.g]) if lay.g is not None else 0.0,
-        cov=cov,
-        a_err=err[lay.a].copy() if lay.a is not None else nans,
-        b_err=err[lay.b].copy() if lay.b is not None else nans.copy(),
-        loglike=float(val),
-        converged=converged,
-        n_iter=int(it),
-        hit_pole=bool(pole),
-        message=message,
+        max_iter = 0
+    outs = _newton_many(theta0, deltas, templates, jnp.asarray(max_iter),
+                        jnp.asarray(tol, deltas.dtype), model=model, likelihood=likelihood,
+                        chunk=chunk)
+    theta, val, _, hess, dec, it, status, pole = (np.asarray(o) for o in outs)
+    return tuple(
+        _result(model, likelihood, K, closed, theta[r], val[r], hess[r], dec[r], it[r], status[r],
+                pole[r])
+        for r in range(deltas.shape[0])
     )
