@@ -30,6 +30,7 @@ from hpcsys.io import ResultsFile, open_results
 __all__ = [
     "OKABE_ITO",
     "AnalysisError",
+    "NotApplicable",
     "color_for",
     "config_of",
     "enable_x64",
@@ -69,6 +70,10 @@ MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 class AnalysisError(ValueError):
     """The results file lacks what an analysis step needs (e.g. it was never reduced)."""
+
+
+class NotApplicable(AnalysisError):
+    """An analysis step does not apply to this run (e.g. too few realisations); skipped."""
 
 
 def color_for(name: str, i: int = 0) -> str:
@@ -141,6 +146,9 @@ def main(run: Callable[[ResultsFile, Path], list[Path]], description: str,
     try:
         with open_results(args.results) as res:
             paths = run(res, args.out)
+    except NotApplicable as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return 0
     except ValueError as exc:  # ResultsFormatError, AnalysisError, ConfigError
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _common import (
     OKABE_ITO,
-    AnalysisError,
+    NotApplicable,
     enable_x64,
     main,
     plain_log_ticks,
@@ -46,7 +46,7 @@ def population_of_run(res: ResultsFile, n_max: int = N_MAX) -> tuple[str, Popula
     scenario = showcase_scenario(res)
     index = res.scenario(scenario).index[:n_max]
     if index.size < 2:
-        raise AnalysisError(f"{res.path}: population view needs >= 2 realisations of "
+        raise NotApplicable(f"{res.path}: population view needs >= 2 realisations of "
                             f"'{scenario}', got {index.size}")
     maps, temps = [], []
     for i in index:

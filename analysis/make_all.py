@@ -6,7 +6,9 @@ tables (``table2``, ``table3``), figures from the stored measurements
 regenerate maps from the stored configuration (``fig_templates``,
 ``fig_pixel_histogram``, ``fig_population``) and last the validation summary
 (``validation``), which quotes the population slope. A failing step is
-reported and the others still run; the exit status is 1 if any failed.
+reported and the others still run; the exit status is 1 if any failed. A step
+that does not apply to the run (e.g. the population view with a single
+realisation) is skipped with a note.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import fig_wtheta
 import table2
 import table3
 import validation
-from _common import setup_style
+from _common import NotApplicable, setup_style
 
 from hpcsys.io import open_results
 
@@ -55,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 paths = step.run(res, args.out)
+            except NotApplicable as exc:
+                print(f"[{name}] skipped: {exc}", flush=True)
+                continue
             except Exception as exc:  # report and go on with the other steps
                 failed.append(name)
                 print(f"[{name}] FAILED: {exc}", file=sys.stderr)
