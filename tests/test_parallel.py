@@ -155,3 +155,21 @@ def test_cost_estimate_scales_with_work(tmp_path: Path) -> None:
     assert big.seconds_per_task > small.seconds_per_task
     assert big.memory_per_rank_mb > small.memory_per_rank_mb
     assert big.core_hours == pytest.approx(big.n_tasks * big.seconds_per_task / 3600)
+
+
+def test_serial_fallback_and_missing_mpi4py(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hpcsys.parallel.comm import MPIUnavailableError, world
+
+    for var in ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALRANKID",
+                "HYDRA_CONTROL_FD", "SLURM_NTASKS", "SLURM_STEP_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert isinstance(world(), SerialComm)  # no launcher: MPI is never initialised
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if mpi4py were not installed
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert isinstance(world(), SerialComm)  # one rank without mpi4py: serial is right
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(MPIUnavailableError, match="2 ranks but mpi4py is not installed"):
+        world()

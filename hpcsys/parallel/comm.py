@@ -35,6 +35,10 @@ _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "
                   "HYDRA_CONTROL_FD")
 
 
+class MPIUnavailableError(RuntimeError):
+    """Several ranks were launched but mpi4py cannot be imported (each would run everything)."""
+
+
 class SerialComm:
     """A one-process communicator with the mpi4py methods hpcsys uses.
 
@@ -135,11 +139,26 @@ def world(comm: Any = None) -> Any:
     """
     if comm is not None:
         return comm
-    if launched_under_mpi() and mpi_available():
-        from mpi4py import MPI
+    if launched_under_mpi():
+        if mpi_available():
+            from mpi4py import MPI
 
-        return MPI.COMM_WORLD
+            return MPI.COMM_WORLD
+        n = _launcher_size()
+        if n > 1:
+            raise MPIUnavailableError(
+                f"started by an MPI launcher with {n} ranks but mpi4py is not installed: "
+                f"pip install mpi4py (or the 'mpi'/'mpich' extra), or run without mpiexec")
     return SerialComm()
+
+
+def _launcher_size() -> int:
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"):
+        try:
+            return int(os.environ[var])
+        except (KeyError, ValueError):
+            continue
+    return 1
 
 
 def node_layout(comm: Any) -> NodeLayout:

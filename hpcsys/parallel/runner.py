@@ -66,7 +66,7 @@ from hpcsys.io import (
     write_task,
 )
 from hpcsys.io.results import utc_now
-from hpcsys.parallel.comm import node_layout, polite_barrier, world
+from hpcsys.parallel.comm import MPIUnavailableError, node_layout, polite_barrier, world
 from hpcsys.parallel.distribute import Task, iterate_tasks, task_list
 from hpcsys.parallel.progress import Progress
 from hpcsys.parallel.resources import RankResources, configure_rank, enable_precision
@@ -264,7 +264,10 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
         A task raised (serial runs only; MPI runs abort).
     """
     t0 = time.monotonic()
-    comm = world(comm)
+    try:
+        comm = world(comm)
+    except MPIUnavailableError as exc:
+        raise RunError(str(exc)) from None
     rank, size = comm.Get_rank(), comm.Get_size()
     layout = node_layout(comm)
     resources = configure_rank(config.parallel, layout) if configure else None
