@@ -13,6 +13,7 @@ maps) so each (model, likelihood, K) compiles once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax.numpy as jnp
@@ -72,6 +73,17 @@ def zscore(n_tests: int, family_alpha: float = 0.0027) -> float:
     return max(3.0, float(scipy.stats.norm.isf(family_alpha / (2 * n_tests))))
 
 
+@functools.cache
+def batch_fits(model: str, likelihood: str, K: int):
+    """50 maps contaminated by ``model`` with known (a, b), and their fits (shared by tests)."""
+    T = templates_for(K)
+    a, b = truth_for(model, K)
+    idx = (7, list(MODELS).index(model), LIKELIHOODS.index(likelihood), K)
+    fields = draw_fields(likelihood, BATCH, *idx)
+    deltas = np.asarray(contaminate(fields, T, a, b))
+    return T, a, b, deltas, fit_mle_many(deltas, T, model, likelihood)
+
+
 # --------------------------------------------------------------------------- exactness
 
 
@@ -96,35 +108,28 @@ def test_closed_form_equals_least_squares():
 def test_fit_reaches_the_maximum(model, likelihood):
     """Zero gradient, negative-definite Hessian, and no random nearby point is higher."""
     K = 5
-    T = templates_for(K)
-    a, b = truth_for("combined", K)
-    field = draw_fields(likelihood, 1, 2, 0)[0]
-    delta = np.asarray(contaminate(field, T, a, b))
-    res = fit_mle(delta, T, model, likelihood)
-    assert res.converged, res.message
-    theta = jnp.asarray(res.theta)
-    val, grad, hess = loglike_derivatives(theta, delta, T, model, likelihood)
-    assert float(val) == pytest.approx(res.loglike, rel=1e-13)
-    assert np.all(np.linalg.eigvalsh(-np.asarray(hess)) > 0)
-    # Newton decrement below tolerance
-    assert float(grad @ np.linalg.solve(-np.asarray(hess), grad)) < 2e-9
-    # perturbations of ~0.3 sigma in every direction lower lnL
-    gen = rng(MASTER, "synthetic", 3, list(MODELS).index(model))
-    steps = gen.standard_normal((64, res.theta.size)) @ np.linalg.cholesky(res.cov).T * 0.3
-    around = np.asarray(loglike(jnp.asarray(res.theta + steps), delta, T, model, likelihood))
-    assert np.all(around < res.loglike)
-    assert res.theta.shape == (n_params(model, likelihood, K),)
+    T, _, _, deltas, fits = batch_fits(model, likelihood, K)
+    gen = rng(MASTER, "synthetic", 3, list(MODELS).index(model), LIKELIHOODS.index(likelihood))
+    for delta, res in zip(deltas[:2], fits[:2]):
+        assert res.converged, res.message
+        assert res.theta.shape == (n_params(model, likelihood, K),)
+        theta = jnp.asarray(res.theta)
+        val, grad, hess = loglike_derivatives(theta, delta, T, model, likelihood)
+        assert float(val) == pytest.approx(res.loglike, rel=1e-13)
+        assert np.all(np.linalg.eigvalsh(-np.asarray(hess)) > 0)
+        assert float(grad @ np.linalg.solve(-np.asarray(hess), grad)) < 2e-9  # Newton decrement
+        # perturbations of ~0.3 sigma in random directions all lower lnL
+        steps = gen.standard_normal((64, res.theta.size)) @ np.linalg.cholesky(res.cov).T * 0.3
+        around = np.asarray(loglike(jnp.asarray(res.theta + steps), delta, T, model, likelihood))
+        assert np.all(around < res.loglike)
 
 
 def test_fit_many_equals_single_fits():
-    T = templates_for(5)
-    a, b = truth_for("combined", 5)
-    fields = draw_fields("skewnormal", 3, 4, 0)
-    deltas = np.asarray(contaminate(fields, T, a, b))
-    many = fit_mle_many(deltas, T, "combined", "skewnormal")
-    for d, m in zip(deltas, many):
+    T, _, _, deltas, many = batch_fits("combined", "skewnormal", 5)
+    for d, m in zip(deltas[:2], many[:2]):
         one = fit_mle(d, T, "combined", "skewnormal")
         np.testing.assert_allclose(m.theta, one.theta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(m.cov, one.cov, rtol=1e-6)
         assert m.loglike == pytest.approx(one.loglike, rel=1e-12)
         assert m.converged and one.converged
 
@@ -180,14 +185,9 @@ def test_mle_unbiased_with_calibrated_errors(model, likelihood, K):
 
     ``z`` is 3 made family-wise (Bonferroni over the P parameters). Pull
     widths: pooled over all parameters in [0.8, 1.2]; each parameter inside
-    its own chi^2_{N-1} band at the same family-wise level.
+    its own chi^2_N band at the same family-wise level.
     """
-    T = templates_for(K)
-    a, b = truth_for(model, K)
-    idx = (7, list(MODELS).index(model), LIKELIHOODS.index(likelihood), K)
-    fields = draw_fields(likelihood, BATCH, *idx)
-    deltas = np.asarray(contaminate(fields, T, a, b))
-    fits = fit_mle_many(deltas, T, model, likelihood)
+    _, a, b, _, fits = batch_fits(model, likelihood, K)
     assert all(f.converged for f in fits), [f.message for f in fits if not f.converged]
     est = np.array([f.theta for f in fits])
     err = np.array([np.sqrt(np.diag(f.cov)) for f in fits])
@@ -241,10 +241,8 @@ def test_lrt_size_additive_truth():
 
 def test_lrt_power_combined_truth():
     """Combined truth at SCIENCE-like amplitudes (b ~ 0.01-0.04): rejected in every draw."""
-    K = 5
-    T = templates_for(K)
-    a, b = truth_for("combined", K)
-    fields = draw_fields("gaussian", BATCH, 9, 0)
-    deltas = np.asarray(contaminate(fields, T, a, b))
-    res = _lrt(deltas, T, "additive", "combined", "gaussian")
+    T, _, _, deltas, alts = batch_fits("combined", "gaussian", 5)
+    nulls = fit_mle_many(deltas, T, "additive", "gaussian")
+    res = likelihood_ratio_test(np.array([f.loglike for f in nulls]),
+                                np.array([f.loglike for f in alts]), T.shape[0])
     assert np.mean(np.asarray(res.pvalue) < 0.05) >= 0.98

@@ -555,11 +555,24 @@ def fit_mle(
         theta0 = _check_theta0(theta0, delta, templates, model, likelihood, lay.size)
         closed = False
     if closed:
-        max_iter = 0  # the start is the maximum; just evaluate the derivatives there
-    out = _newton(theta0, delta, templates, jnp.asarray(max_iter), jnp.asarray(tol, delta.dtype),
-                  model=model, likelihood=likelihood, chunk=chunk)
+        # the start is the maximum: only the derivatives there are needed
+        out = _at_point(theta0, delta, templates, jnp.asarray(tol, delta.dtype), model=model,
+                        likelihood=likelihood, chunk=chunk)
+    else:
+        out = _newton(theta0, delta, templates, jnp.asarray(max_iter),
+                      jnp.asarray(tol, delta.dtype), model=model, likelihood=likelihood,
+                      chunk=chunk)
     theta, val, _, hess, dec, it, status, pole = out
     return _result(model, likelihood, K, closed, theta, val, hess, dec, it, status, pole)
+
+
+@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
+def _at_point(theta, delta, templates, tol, model, likelihood, chunk):
+    """The outputs of :func:`_newton` without iterating (closed-form maxima)."""
+    val, grad, hess = loglike_derivatives(theta, delta, templates, model, likelihood, chunk)
+    _, dec, _ = _direction(grad, hess)
+    status = jnp.where(0.5 * dec < tol, _CONVERGED, _MAX_ITER)
+    return theta, val, grad, hess, dec, jnp.asarray(0), status, jnp.asarray(False)
 
 
 @partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
@@ -612,11 +625,13 @@ def fit_mle_many(
     else:
         theta0 = _check_theta0(theta0, deltas, templates, model, likelihood, lay.size)
         closed = False
+    tol_ = jnp.asarray(tol, deltas.dtype)
     if closed:
-        max_iter = 0
-    outs = _newton_many(theta0, deltas, templates, jnp.asarray(max_iter),
-                        jnp.asarray(tol, deltas.dtype), model=model, likelihood=likelihood,
-                        chunk=chunk)
+        outs = jax.vmap(partial(_at_point, model=model, likelihood=likelihood, chunk=chunk),
+                        in_axes=(0, 0, None, None))(theta0, deltas, templates, tol_)
+    else:
+        outs = _newton_many(theta0, deltas, templates, jnp.asarray(max_iter), tol_, model=model,
+                            likelihood=likelihood, chunk=chunk)
     theta, val, _, hess, dec, it, status, pole = (np.asarray(o) for o in outs)
     return tuple(
         _result(model, likelihood, K, closed, theta[r], val[r], hess[r], dec[r], it[r], status[r],
