@@ -2,8 +2,8 @@
 
 Left: the pseudo-C_l of each template measured on the footprint (divided by
 the sky fraction), with the unit-variance model spectra of the five families
-(SCIENCE.md section 2) dashed. Right: the first templates on the footprint
-(Mollweide projection of the pixel centres). The templates are regenerated
+(SCIENCE.md section 2) in black. Right: the first templates on the footprint
+(Mollweide projection of the pixel centres, centred on the footprint). The templates are regenerated
 from the configuration stored in the results file (deterministic in the
 config, see ``_common.run_context``). Writes ``templates.{png,pdf}``.
 
@@ -26,11 +26,37 @@ from hpcsys.sims.spectra import template_cl
 MAX_MAPS = 4
 
 
+def centre_ra(ra: np.ndarray) -> float:
+    """A central RA that puts the map edge (centre + 180 deg) in the widest RA gap."""
+    occupied = np.zeros(360, dtype=bool)
+    occupied[np.floor(ra).astype(int) % 360] = True
+    if occupied.all():
+        return 0.0
+    start = int(np.argmin(occupied))  # an empty degree; scan the circle from there
+    best, best_len, run_start, run_len = start, 0, start, 0
+    for k in range(360):
+        i = (start + k) % 360
+        if not occupied[i]:
+            if run_len == 0:
+                run_start = i
+            run_len += 1
+            if run_len > best_len:
+                best, best_len = run_start, run_len
+        else:
+            run_len = 0
+    edge = best + best_len / 2.0
+    return (edge + 180.0) % 360.0
+
+
 def footprint_scatter(ax: plt.Axes, nside: int, pixels: np.ndarray, values: np.ndarray,
                       **kw) -> plt.Artist:
-    """Pixel values at their centres on a Mollweide axis (RA increasing to the left)."""
+    """Pixel values at their centres on a Mollweide axis (RA increasing to the left).
+
+    The projection is centred so that the footprint is not cut by the map edge.
+    """
     ra, dec = hp.pix2ang(nside, pixels, lonlat=True)
-    lon = -np.radians(np.where(ra > 180.0, ra - 360.0, ra))
+    d = (ra - centre_ra(ra) + 180.0) % 360.0 - 180.0
+    lon = -np.radians(d)
     size = max(0.2, 3.0e4 / hp.nside2npix(nside))
     return ax.scatter(lon, np.radians(dec), c=values, s=size, marker="s", linewidths=0,
                       rasterized=True, **kw)
@@ -74,6 +100,7 @@ def run(res: ResultsFile, out: Path) -> list[Path]:
         axm.set_xticklabels([])
         axm.set_yticklabels([])
         axm.set_title(names[i], fontsize=9)
+        axm.grid(True, alpha=0.3)
         map_axes.append(axm)
     fig.colorbar(sc, ax=map_axes, orientation="horizontal", shrink=0.6, pad=0.02,
                  label="template value (standard deviations on the footprint)")
