@@ -74,10 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpu-tflops", type=float, default=10.0,
                     help="sustained float64 TFLOP/s assumed for the GPU likelihood")
     ap.add_argument("--paper", default=str(REPO / "configs" / "paper.yaml"))
+    ap.add_argument("--cache", default=str(REPO / "runs" / ".jax_cache"),
+                    help="JAX compilation cache shared with the runs")
     args = ap.parse_args(argv)
     config = Path(args.config)
     out = Path(args.out)
-    cache = out / "jax_cache"
+    cache = Path(args.cache)
     over = [f"run.n_realisations={args.realisations}"]
 
     print(f"# bench_parallel: {config.name}, {args.realisations} realisations x scenarios, "
@@ -88,16 +90,22 @@ def main(argv: list[str] | None = None) -> None:
         info = _run(config, out / f"r{ranks}-{schedule}", ranks,
                     [*over, f"parallel.distribution={schedule}"], cache)
         n = info["n_tasks_run"]
-        thr = n / info["task_phase_seconds"] * 3600.0
-        rows.append((ranks, schedule, n, info["task_phase_seconds"], info["wall_seconds"], thr))
+        phase = info["task_phase_seconds"]
+        thr = n / phase * 3600.0
+        busy = np.mean([r["busy_seconds"] for r in info["ranks"]]) / phase
+        per_task = sum(r["busy_seconds"] for r in info["ranks"]) / n
+        rows.append((ranks, schedule, n, phase, info["wall_seconds"], thr, busy, per_task))
     thr1 = rows[0][5]
     print()
+    print("efficiency = throughput(R) / (R x throughput(1)); busy = mean fraction of the task")
+    print("phase a rank spends in tasks (1 - scheduling and communication losses)")
     print(f"{'ranks':>5}  {'schedule':<8}  {'tasks':>5}  {'task phase s':>12}  "
-          f"{'wall s':>7}  {'real./hour':>10}  {'efficiency':>10}")
-    for ranks, schedule, n, phase, wall, thr in rows:
+          f"{'wall s':>7}  {'s/task':>6}  {'real./hour':>10}  {'efficiency':>10}  {'busy':>5}")
+    for ranks, schedule, n, phase, wall, thr, busy, per_task in rows:
         eff = thr / (ranks * thr1)
-        print(f"{ranks:>5}  {schedule:<8}  {n:>5}  {phase:>12.1f}  {wall:>7.1f}  {thr:>10.0f}  "
-              f"{eff:>10.2f}")
+        print(f"{ranks:>5}  {schedule:<8}  {n:>5}  {phase:>12.1f}  {wall:>7.1f}  {per_task:>6.2f}  "
+              f"{thr:>10.0f}  {eff:>10.2f}  {busy:>5.2f}")
+    print(f"load average during the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     # measured stage times of one realisation (1-rank run)
     with open_results(out / "r1-dynamic" / "results.h5") as res:
