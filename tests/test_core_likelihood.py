@@ -125,8 +125,6 @@ def test_derivatives_equal_autodiff_and_chunking(model, likelihood):
     K = templates.shape[0]
     theta = jnp.asarray(_random_theta(gen, model, likelihood, K, 1)[0])
     val, grad, hess = loglike_derivatives(theta, delta, templates, model, likelihood)
-    val_c, grad_c, hess_c = loglike_derivatives(theta, delta, templates, model, likelihood,
-                                                chunk=300)
     args = (jnp.asarray(delta), jnp.asarray(templates), model, likelihood)
     ref_val = reference_loglike(np.asarray(theta), delta, templates, model, likelihood)
     ref_grad = jax.jit(jax.grad(reference_loglike_jax), static_argnums=(3, 4))(theta, *args)
@@ -135,9 +133,12 @@ def test_derivatives_equal_autodiff_and_chunking(model, likelihood):
     assert float(val) == pytest.approx(float(ref_val), rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9 * scale)
     np.testing.assert_allclose(hess, ref_hess, rtol=1e-9, atol=1e-12 * scale)
-    assert float(val_c) == pytest.approx(float(val), rel=1e-12)
-    np.testing.assert_allclose(grad_c, grad, rtol=1e-9, atol=1e-9 * scale)
-    np.testing.assert_allclose(hess_c, hess, rtol=1e-9, atol=1e-12 * scale)
+    if model == "combined":  # chunking is model-independent: check it on the largest model
+        val_c, grad_c, hess_c = loglike_derivatives(theta, delta, templates, model, likelihood,
+                                                    chunk=300)
+        assert float(val_c) == pytest.approx(float(val), rel=1e-12)
+        np.testing.assert_allclose(grad_c, grad, rtol=1e-9, atol=1e-9 * scale)
+        np.testing.assert_allclose(hess_c, hess, rtol=1e-9, atol=1e-12 * scale)
 
 
 @pytest.mark.parametrize(("model", "likelihood"), COMBOS)
