@@ -493,6 +493,19 @@ def _cross_checks(cfg: Config) -> None:
             f"templates.correlation: must exceed -1/(K-1) = {-1.0 / (K - 1):.4g} for "
             f"K = {K} templates to give a positive-definite matrix"
         )
+    names = cfg.methods.names
+    n_walk = cfg.methods.mcmc_walkers
+    n_dim = {"MCMC-add": K + 1, "MCMC-comb": 2 * K + 1}
+    for name, dim in n_dim.items():
+        if name in names and n_walk < 2 * dim:
+            raise ConfigError(
+                f"methods.mcmc_walkers: {name} with K = {K} templates has {dim} parameters "
+                f"and needs at least {2 * dim} walkers, got {n_walk}"
+            )
+    if cfg.methods.mcmc_backend == "jax" and n_walk % 2:
+        raise ConfigError(
+            f"methods.mcmc_walkers: the jax backend needs an even number of walkers, got {n_walk}"
+        )
     if cfg.methods.mcmc_burn_in >= cfg.methods.mcmc_steps:
         raise ConfigError(
             f"methods.mcmc_burn_in: must be smaller than methods.mcmc_steps "
