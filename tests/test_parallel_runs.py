@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from hpcsys import cli
 from hpcsys.io import diff_results, open_results, render_report, task_status
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,13 +130,16 @@ def test_failing_task_serial_exit_1(runs: Path) -> None:
     assert last.startswith("hpcsys run: hpcsys: task null[0] failed on rank 0 of 1")
 
 
-def test_reduce_and_report_commands(serial: Path, tmp_path: Path) -> None:
+def test_reduce_and_report_commands(serial: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = serial.parent
     p = subprocess.run([sys.executable, "-m", "hpcsys", "reduce", str(run_dir)],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
     assert p.returncode == 0, p.stderr
-    for fmt in ("text", "csv", "latex", "markdown"):
-        p = subprocess.run([sys.executable, "-m", "hpcsys", "report", str(serial), "--format",
-                            fmt], capture_output=True, text=True, timeout=300, cwd=REPO)
-        assert p.returncode == 0, p.stderr
-        assert "Table 3" in p.stdout and "uncorrected" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "hpcsys", "report", str(serial)],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert "Table 3" in p.stdout and "uncorrected" in p.stdout
+    for fmt in ("csv", "latex", "markdown"):
+        assert cli.main(["report", str(run_dir), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "Table 3" in out and "MCMC-comb" in out

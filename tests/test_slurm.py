@@ -58,6 +58,7 @@ def test_cpu_job_then_chained_reduce(slurm: dict[str, str], tmp_path: Path) -> N
     compute = _sbatch(slurm, "--ntasks=2", "--ntasks-per-node=2", "--cpus-per-task=1",
                       "--time=20", f"--output={tmp_path / 'compute.out'}", "jobs/cpu.sbatch",
                       "configs/ci.yaml", "--no-reduce", "--set", f"run.output_dir={run_dir}",
+                      "--set", "run.n_realisations=2",
                       "--set", f"parallel.compilation_cache_dir={CACHE}")
     assert compute.returncode == 0, compute.stderr
     jid = compute.stdout.strip().split(";")[0]
@@ -68,9 +69,9 @@ def test_cpu_job_then_chained_reduce(slurm: dict[str, str], tmp_path: Path) -> N
     state = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True,
                            env=slurm, timeout=60).stdout
     assert "JobState=COMPLETED" in state
-    assert "12 tasks (0 resumed) on 2 rank(s)" in log
+    assert "8 tasks (0 resumed) on 2 rank(s)" in log
     with open_results(run_dir / "results.h5") as res:
-        assert res.provenance.n_tasks == 12
+        assert res.provenance.n_tasks == 8
         assert res.table2() is not None and res.table3() is not None
     info = (run_dir / "run_info.json").read_text()
     assert '"n_ranks": 2' in info
