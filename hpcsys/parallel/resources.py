@@ -94,6 +94,18 @@ def visible_gpus(env: dict[str, str] | None = None) -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
+def _gpu_uuids() -> list[str]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=uuid", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [u.strip() for u in out.stdout.splitlines() if u.strip()]
+
+
 def configure_rank(parallel: ParallelSection, layout: NodeLayout) -> RankResources:
     """Set threads, binding and GPU environment of this rank (call before importing JAX).
 
@@ -141,8 +153,12 @@ def configure_rank(parallel: ParallelSection, layout: NodeLayout) -> RankResourc
     gpus = visible_gpus()
     gpu, ranks_on_gpu, fraction = "", 0, None
     if gpus:
-        gpu = gpus[layout.local_rank % len(gpus)]
-        host_gpu = f"{layout.host}:{gpu}"
+        slot = layout.local_rank % len(gpus)
+        gpu = gpus[slot]
+        # identify the physical GPU: with SLURM's device cgroups every rank may call its
+        # own, different GPU "0"; nvidia-smi then lists only that rank's GPU
+        uuids = _gpu_uuids()
+        host_gpu = uuids[slot] if len(uuids) == len(gpus) else f"{layout.host}:{gpu}"
         peers = layout.node_comm.allgather(host_gpu)
         ranks_on_gpu = sum(p == host_gpu for p in peers)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
