@@ -22,10 +22,11 @@ Groups and datasets
     ``parameter`` (``a_0 .. a_{K-1}, b_0 .. b_{K-1}``).
 ``/theta_arcmin`` (bin)
     Bin centres of w(theta), identical for all tasks.
-``/templates/names`` (template), ``/templates/correlation`` (template, template),
-``/templates/xi`` (bin, template, template; absent when templates are redrawn)
-    Template names, their correlation matrix on the footprint, and the template
-    auto- and cross-correlation functions xi_ij(theta) used in Berlfein+24 Eq. 16.
+``/templates/``
+    ``names`` (template), ``correlation`` (template, template) and ``xi`` (bin,
+    template, template; absent when templates are redrawn): template names, their
+    correlation matrix on the footprint, and the template auto- and
+    cross-correlation functions xi_ij(theta) used in Berlfein+24 Eq. 16.
 ``/scenarios/<scenario>/``
     Per-realisation results stacked along axis 0 (``realisation``), sorted by
     realisation index:

@@ -114,7 +114,7 @@ class RecoveryTable:
     1-sigma error; ``error_ratio`` = scatter / likelihood_error (1 when the
     likelihood errors are honest, > 1 on correlated skies); ``pull_std`` =
     standard deviation of (estimate - truth) / error; ``coverage68/95`` = fraction
-    of realisations with |estimate - truth| < 1 / 1.95996 errors. ``nan`` where a
+    of realisations with abs(estimate - truth) below 1 / 1.95996 errors. ``nan`` where a
     method does not estimate a parameter or gives no errors.
 
     Attributes
