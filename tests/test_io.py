@@ -261,3 +261,17 @@ def test_reader_errors_are_clear(tmp_path: Path) -> None:
         f.attrs["schema_version"] = SCHEMA_VERSION
     with open_results(path) as res, pytest.raises(ResultsFormatError, match="no scenario"):
         res.scenario("combined")
+
+
+def test_read_task_can_skip_per_pixel_maps(tmp_path: Path) -> None:
+    from hpcsys.io.schema import SKIPPED_FIELDS
+
+    res = random_result("combined", 1)
+    p = write_task(task_path(tmp_path, "combined", 1), res, scenario="combined", index=1,
+                   cfg_hash="h")
+    light = read_task(p, RealisationResult, skip=SKIPPED_FIELDS)
+    for m_full, m_light in zip(res.methods, light.methods):
+        assert m_light.weights.shape == (0,) and m_light.corrected.shape == (0,)
+        np.testing.assert_array_equal(m_light.a, m_full.a)
+        assert_same(m_light.diagnostics, m_full.diagnostics)
+    np.testing.assert_array_equal(light.w_corrected, res.w_corrected)

@@ -123,7 +123,7 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def read_dataclass(group: h5py.Group, cls: type[T]) -> T:
+def read_dataclass(group: h5py.Group, cls: type[T], *, skip: frozenset[str] = frozenset()) -> T:
     """Rebuild an instance of ``cls`` stored by :func:`write_dataclass`.
 
     Parameters
@@ -131,6 +131,9 @@ def read_dataclass(group: h5py.Group, cls: type[T]) -> T:
     group : h5py.Group
     cls : dataclass type
         The class that was stored (nested classes are found from its type hints).
+    skip : set of str
+        Array fields (at any depth) not to read: they become empty arrays, e.g.
+        per-pixel maps when only summaries are needed.
 
     Raises
     ------
@@ -149,7 +152,10 @@ def read_dataclass(group: h5py.Group, cls: type[T]) -> T:
             values[f.name] = None
             continue
         tp = _strip_optional(hints[f.name])
-        values[f.name] = _read_value(group, f.name, tp)
+        if f.name in skip and tp is np.ndarray:
+            values[f.name] = np.empty(0)
+            continue
+        values[f.name] = _read_value(group, f.name, tp, skip)
     return cls(**values)
 
 
@@ -157,7 +163,7 @@ def _as_str_list(raw: Any) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in np.atleast_1d(raw)]
 
 
-def _read_value(group: h5py.Group, name: str, tp: Any) -> Any:
+def _read_value(group: h5py.Group, name: str, tp: Any, skip: frozenset[str]) -> Any:
     where = f"{group.file.filename}:{group.name}/{name}"
     if name in group:
         node = group[name]
@@ -169,10 +175,10 @@ def _read_value(group: h5py.Group, name: str, tp: Any) -> Any:
                     raise SerializationError(f"{where}: stored a sequence of dataclasses but "
                                              f"the field type is {tp!r}")
                 n = int(node.attrs[_LENGTH])
-                return tuple(read_dataclass(node[str(i)], inner) for i in range(n))
+                return tuple(read_dataclass(node[str(i)], inner, skip=skip) for i in range(n))
             if not dataclasses.is_dataclass(tp):
                 raise SerializationError(f"{where}: stored a group but the field type is {tp!r}")
-            return read_dataclass(node, tp)
+            return read_dataclass(node, tp, skip=skip)
         kind = node.attrs.get(_KIND)
         if kind == "str_tuple":
             return tuple(_as_str_list(node[()]))

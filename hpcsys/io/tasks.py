@@ -146,7 +146,8 @@ def task_status(path: str | Path) -> TaskStatus:
         return TaskStatus(path, False, "", f"unreadable ({exc.__class__.__name__})")
 
 
-def read_task(path: str | Path, cls: type[T], *, cfg_hash: str | None = None) -> T:
+def read_task(path: str | Path, cls: type[T], *, cfg_hash: str | None = None,
+              skip: frozenset[str] = frozenset()) -> T:
     """Read a complete task file back into an instance of ``cls``.
 
     Parameters
@@ -156,6 +157,9 @@ def read_task(path: str | Path, cls: type[T], *, cfg_hash: str | None = None) ->
         Class that was written.
     cfg_hash : str, optional
         If given, the file must have been written under this configuration.
+    skip : set of str
+        Array fields left unread (empty arrays), e.g.
+        :data:`hpcsys.io.schema.SKIPPED_FIELDS` for the per-pixel maps.
 
     Raises
     ------
@@ -171,7 +175,7 @@ def read_task(path: str | Path, cls: type[T], *, cfg_hash: str | None = None) ->
             f"!= {cfg_hash[:12]}); use a new run.output_dir or delete the run directory"
         )
     with h5py.File(path, "r") as f:
-        return read_dataclass(f["result"], cls)
+        return read_dataclass(f["result"], cls, skip=skip)
 
 
 def clean_temporaries(run_dir: str | Path) -> int:

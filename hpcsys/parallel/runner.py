@@ -66,6 +66,7 @@ from hpcsys.io import (
     write_task,
 )
 from hpcsys.io.results import utc_now
+from hpcsys.io.schema import SKIPPED_FIELDS
 from hpcsys.parallel.comm import MPIUnavailableError, node_layout, polite_barrier, world
 from hpcsys.parallel.distribute import Task, iterate_tasks, task_list
 from hpcsys.parallel.progress import Progress
@@ -422,7 +423,10 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
     hosts: list[str] = []
     for t in tasks:
         p = task_path(run_dir, t.scenario, t.index)
-        records[t.scenario].append(read_task(p, RealisationResult, cfg_hash=h))
+        # per-pixel maps are not aggregated: not reading them keeps rank 0's memory to the
+        # summaries (at paper scale the maps are ~9 MB per task)
+        records[t.scenario].append(read_task(p, RealisationResult, cfg_hash=h,
+                                             skip=SKIPPED_FIELDS))
         with h5py.File(p, "r") as f:
             hosts.append(str(f.attrs.get("host", "")))
     info = {}
