@@ -88,6 +88,9 @@ def test_two_ranks_dynamic_equal_serial(serial: Path, runs: Path) -> None:
     out = runs / "n2-dynamic"
     p = hpcsys(out, ranks=2)
     assert p.returncode == 0, p.stderr[-3000:]
+    # rank 0 alone reports progress, as plain log lines (stdout is not a terminal)
+    assert p.stdout.count(f"{N_TASKS} tasks to run on 2 rank(s)") == 1
+    assert f"[hpcsys] {N_TASKS}/{N_TASKS} tasks (100%)" in p.stdout and "\r" not in p.stdout
     with open_results(out / "results.h5") as res:
         assert res.provenance.n_ranks == 2 and res.provenance.n_tasks == N_TASKS
     assert _ranks_used(out) == {0, 1}  # both ranks did work
