@@ -18,7 +18,7 @@ Method
   ``T diag(f_uu) T^T``, ``T diag(f_uv) T^T``, ``T diag(f_vv) T^T`` plus
   rank-one terms in ``s`` and ``g``. The per-pixel derivatives ``f'`` and
   ``f''`` come from :func:`jax.grad`/:func:`jax.hessian` of ``f``; pixels
-  are processed in chunks (``lax.scan``) when the map is large.
+  are processed in cache-sized chunks when the map is large.
 * Each Newton direction is followed by a backtracking (Armijo) line search
   that never leaves the domain ``s > 0``, ``1 + b.t_p > 0`` on every pixel:
   a trial point outside it has ``lnL = -inf`` and is refused, and the fit
@@ -61,7 +61,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 #: Pixels per chunk when summing derivatives over large maps.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 14
 #: Maximum halvings of a line search.
 _MAX_HALVINGS = 60
 _ARMIJO = 1e-4
@@ -254,7 +254,8 @@ def loglike_derivatives(
     model, likelihood : str
     chunk : int
         Pixels per chunk; maps larger than this are summed chunk by chunk
-        with ``lax.scan`` (bounded memory, same result to rounding).
+        (``lax.fori_loop`` over slices, then the remainder): bounded memory,
+        cache-sized intermediates, the same result to rounding.
 
     Returns
     -------
@@ -263,23 +264,26 @@ def loglike_derivatives(
     hess : array, shape (P, P)
     """
     npix = delta.shape[0]
-    if npix <= chunk:
+    n_full = npix // chunk
+    if n_full <= 1:
         return _chunk_sums(theta, delta, templates, jnp.ones_like(delta), model, likelihood)
-    n_chunks = -(-npix // chunk)
-    pad = n_chunks * chunk - npix
-    d = jnp.pad(delta, (0, pad)).reshape(n_chunks, chunk)
-    t = jnp.pad(templates, ((0, 0), (0, pad))).reshape(templates.shape[0], n_chunks, chunk)
-    t = jnp.moveaxis(t, 1, 0)
-    w = (jnp.arange(n_chunks * chunk) < npix).astype(delta.dtype).reshape(n_chunks, chunk)
+    ones = jnp.ones(chunk, dtype=delta.dtype)
+
+    def body(i, carry):
+        start = i * chunk
+        dc = lax.dynamic_slice_in_dim(delta, start, chunk)
+        tc = lax.dynamic_slice_in_dim(templates, start, chunk, axis=1)
+        val, grad, hess = _chunk_sums(theta, dc, tc, ones, model, likelihood)
+        return carry[0] + val, carry[1] + grad, carry[2] + hess
+
     P = theta.shape[0]
-
-    def body(carry, xs):
-        dc, tc, wc = xs
-        val, grad, hess = _chunk_sums(theta, dc, tc, wc, model, likelihood)
-        return (carry[0] + val, carry[1] + grad, carry[2] + hess), None
-
     init = (jnp.zeros((), delta.dtype), jnp.zeros(P, delta.dtype), jnp.zeros((P, P), delta.dtype))
-    (val, grad, hess), _ = lax.scan(body, init, (d, t, w))
+    val, grad, hess = lax.fori_loop(0, n_full, body, init)
+    tail = n_full * chunk
+    if tail < npix:
+        v2, g2, h2 = _chunk_sums(theta, delta[tail:], templates[:, tail:],
+                                 jnp.ones(npix - tail, dtype=delta.dtype), model, likelihood)
+        val, grad, hess = val + v2, grad + g2, hess + h2
     return val, grad, hess
 
 

@@ -163,17 +163,22 @@ def _log_ndtr_core(x: Array) -> Array:
     return jnp.log(0.5 * lax.erfc(jnp.maximum(x, _LOG_NDTR_LOWER) * (-1.0 / math.sqrt(2.0))))
 
 
-def _log_ndtr_full(x: Array) -> Array:
-    """:func:`_log_ndtr_core` above ``-20``, the asymptotic series below."""
-    below = x < _LOG_NDTR_LOWER
-    core = _log_ndtr_core(jnp.where(below, _LOG_NDTR_LOWER, x))
-    lo = jnp.where(below, x, _LOG_NDTR_LOWER)
+def _tail_series(lo: Array) -> Array:
+    """``S(x) = 1 - 1/x^2 + 3/x^4 - ...`` (nine terms), ``Phi(x) = phi(x) S(x) / (-x)``."""
     r = 1.0 / (lo * lo)
     coefs = (1.0, -1.0, 3.0, -15.0, 105.0, -945.0, 10395.0, -135135.0, 2027025.0)
     series = jnp.full_like(r, coefs[-1])
     for c in coefs[-2::-1]:
         series = c + r * series
-    tail = -0.5 * lo * lo - _LOG_SQRT_2PI + jnp.log(series / -lo)
+    return series
+
+
+def _log_ndtr_full(x: Array) -> Array:
+    """:func:`_log_ndtr_core` above ``-20``, the asymptotic series below."""
+    below = x < _LOG_NDTR_LOWER
+    core = _log_ndtr_core(jnp.where(below, _LOG_NDTR_LOWER, x))
+    lo = jnp.where(below, x, _LOG_NDTR_LOWER)
+    tail = -0.5 * lo * lo - _LOG_SQRT_2PI + jnp.log(_tail_series(lo) / -lo)
     return jnp.where(below, tail, core)
 
 
@@ -199,12 +204,19 @@ def log_ndtr(x: Array) -> Array:
 def _log_ndtr_jvp(primals, tangents):
     """``d ln Phi / dx = phi(x)/Phi(x) = exp(-x^2/2 - ln sqrt(2 pi) - ln Phi(x))``.
 
+    Below ``-20`` the ratio is ``-x/S(x)`` with the asymptotic series ``S``.
+
     Reusing the value keeps the derivative graphs (gradients for samplers,
     Hessians for Newton) small and cheap to compile.
     """
     (x,), (dx,) = primals, tangents
     val = log_ndtr(x)
-    mills = jnp.exp(-0.5 * x * x - _LOG_SQRT_2PI - val)
+    below = x < _LOG_NDTR_LOWER
+    # deep in the tail phi/Phi = -x/S(x) exactly: no cancellation in its derivatives
+    lo = jnp.where(below, x, _LOG_NDTR_LOWER)
+    mid = jnp.where(below, _LOG_NDTR_LOWER, x)
+    mills = jnp.where(below, -lo / _tail_series(lo),
+                      jnp.exp(-0.5 * mid * mid - _LOG_SQRT_2PI - jnp.where(below, 0.0, val)))
     return val, mills * dx
 
 
