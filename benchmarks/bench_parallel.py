@@ -11,11 +11,13 @@ cache, and reads the task-phase wall time each run records in
   ``throughput(2) / (2 x throughput(1))`` (target >= 0.85);
 * the measured mean time of each stage of one realisation;
 * a paper-scale estimate (``configs/paper.yaml``): CPU core-seconds per
-  realisation from the measured times scaled with the cost model of
-  :mod:`hpcsys.parallel.estimate`, and per GPU, where the two samplers'
-  batched likelihood runs at ``--gpu-tflops`` sustained float64 TFLOP/s and the
-  rest (w(theta) with TreeCorr, regression, ISD, MLE) stays on the node's CPU
-  cores at the measured speed.
+  realisation, each measured stage scaled by its own complexity (pixels x
+  walker-steps x parameters for the samplers, pixels x parameters^2 for the
+  MLE fits, N log N for w(theta)), and per GPU, where the two samplers' batched
+  likelihood runs at ``--gpu-tflops`` sustained float64 TFLOP/s plus
+  ``--gpu-step-ms`` latency per half-ensemble update, and the rest
+  stays on 8 host cores at the measured speed (an assumption: no GPU was
+  measured).
 
     python benchmarks/bench_parallel.py [--config C] [--realisations N] [--out DIR]
 
@@ -37,7 +39,7 @@ import numpy as np
 
 from hpcsys.config import load_config
 from hpcsys.io import open_results
-from hpcsys.parallel.estimate import COST_CONSTANTS, estimate_cost
+from hpcsys.parallel.estimate import estimate_cost
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -73,9 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_parallel"))
     ap.add_argument("--gpu-tflops", type=float, default=10.0,
                     help="sustained float64 TFLOP/s assumed for the GPU likelihood")
+    ap.add_argument("--gpu-step-ms", type=float, default=1.0,
+                    help="assumed GPU latency per half-ensemble update of a sampler (ms)")
     ap.add_argument("--paper", default=str(REPO / "configs" / "paper.yaml"))
     ap.add_argument("--cache", default=str(REPO / "runs" / ".jax_cache"),
                     help="JAX compilation cache shared with the runs")
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-print the tables of runs already in --out")
     args = ap.parse_args(argv)
     config = Path(args.config)
     out = Path(args.out)
@@ -84,11 +90,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"# bench_parallel: {config.name}, {args.realisations} realisations x scenarios, "
           f"{os.cpu_count()} CPUs")
-    _run(config, out / "warmup", 1, ["run.n_realisations=1"], cache)  # fill the compile cache
+    if not args.report_only:
+        _run(config, out / "warmup", 1, ["run.n_realisations=1"], cache)  # fill the cache
     rows = []
     for ranks, schedule in ((1, "dynamic"), (2, "dynamic"), (2, "cyclic")):
-        info = _run(config, out / f"r{ranks}-{schedule}", ranks,
-                    [*over, f"parallel.distribution={schedule}"], cache)
+        if args.report_only:
+            info = json.loads((out / f"r{ranks}-{schedule}" / "run_info.json").read_text())
+            info["wall_seconds"] = float("nan")
+        else:
+            info = _run(config, out / f"r{ranks}-{schedule}", ranks,
+                        [*over, f"parallel.distribution={schedule}"], cache)
         n = info["n_tasks_run"]
         phase = info["task_phase_seconds"]
         thr = n / phase * 3600.0
@@ -119,34 +130,47 @@ def main(argv: list[str] | None = None) -> None:
         f"{s} {v:.2f}" for s, v in zip(stages, mean)))
     print("  methods: " + ", ".join(f"{m} {np.mean(v):.2f}" for m, v in mwall.items()))
 
-    # paper-scale extrapolation with the calibrated cost model
+    # paper-scale extrapolation: each measured stage scaled by its own complexity
     bench_cfg = load_config(config, over)
     paper_cfg = load_config(args.paper)
     e_b, e_p = estimate_cost(bench_cfg), estimate_cost(paper_cfg)
-    scale = e_p.seconds_per_task / e_b.seconds_per_task
-    cpu_s = mean[-1] * scale
-    m = paper_cfg.methods
-    K, npix = paper_cfg.n_templates, e_p.n_pixels
-    mcmc_cpu = COST_CONSTANTS["c_mcmc"] * npix * m.mcmc_walkers * m.mcmc_steps * (
-        (K + 2) + (2 * K + 2))
+    mb, mp = bench_cfg.methods, paper_cfg.methods
+    Kb, Kp = bench_cfg.n_templates, paper_cfg.n_templates
+    r_pix = e_p.n_pixels / e_b.n_pixels
+    r_steps = (mp.mcmc_walkers * mp.mcmc_steps) / (mb.mcmc_walkers * mb.mcmc_steps)
+    s = dict(zip(stages, mean))
+    mcmc_p = 0.0
+    for name, P in (("MCMC-add", lambda K: K + 2), ("MCMC-comb", lambda K: 2 * K + 2)):
+        if name in mwall:
+            mcmc_p += float(np.mean(mwall[name])) * r_pix * r_steps * P(Kp) / P(Kb)
+    mcmc_b = sum(float(np.mean(mwall[n])) for n in ("MCMC-add", "MCMC-comb") if n in mwall)
+    other_methods_p = (s["methods"] - mcmc_b) * r_pix * Kp / Kb
+    mle_p = s["mle"] * r_pix * ((2 * Kp + 2) / (2 * Kb + 2)) ** 2
+    tc_p = s["twopoint"] * r_pix * np.log(e_p.n_pixels) / np.log(e_b.n_pixels)
+    mock_p = s["mock"] * r_pix
+    cpu_s = mcmc_p + other_methods_p + mle_p + tc_p + mock_p
+    npix, m = e_p.n_pixels, mp
     # one walker-step: (P x Npix) template product + ~10 flops per pixel for the likelihood
-    flops = 2.0 * npix * m.mcmc_walkers * m.mcmc_steps * ((K + 1 + 10) + (2 * K + 1 + 10))
-    gpu_mcmc = flops / (args.gpu_tflops * 1e12)
-    rest_cpu = max(cpu_s - mcmc_cpu, 0.0)
+    flops = 2.0 * npix * m.mcmc_walkers * m.mcmc_steps * ((Kp + 1 + 10) + (2 * Kp + 1 + 10))
+    # plus a fixed latency per half-ensemble update (kernel launches, host sync) per sampler
+    gpu_mcmc = flops / (args.gpu_tflops * 1e12) + 2 * 2 * m.mcmc_steps * args.gpu_step_ms / 1e3
     cores_per_gpu = 8
-    per_gpu = gpu_mcmc + rest_cpu / cores_per_gpu
+    rest = (cpu_s - mcmc_p) / cores_per_gpu
+    per_gpu = gpu_mcmc + rest
     n_tasks = e_p.n_tasks
     print()
     print(f"paper scale ({Path(args.paper).name}: NSIDE {paper_cfg.sky.nside}, {npix} pixels, "
-          f"K = {K}, {m.mcmc_walkers} walkers x {m.mcmc_steps} steps, {n_tasks} tasks):")
-    print(f"  CPU: {cpu_s:.0f} core-s per realisation (measured x cost-model ratio "
-          f"{scale:.0f}), {n_tasks * cpu_s / 3600:.0f} core-hours in all, of which MCMC "
-          f"{mcmc_cpu / cpu_s:.0%}")
-    print(f"  per GPU (MCMC at {args.gpu_tflops:g} TFLOP/s float64: {gpu_mcmc:.1f} s; the rest "
-          f"on {cores_per_gpu} host cores: {rest_cpu / cores_per_gpu:.0f} s): ~{per_gpu:.0f} s "
-          f"per realisation, {3600 / per_gpu:.0f} realisations per GPU-hour, "
+          f"K = {Kp}, {m.mcmc_walkers} walkers x {m.mcmc_steps} steps, {n_tasks} tasks), "
+          f"measured stages scaled by pixels x walker-steps x parameters:")
+    print(f"  CPU: {cpu_s:.0f} core-s per realisation (MCMC {mcmc_p:.0f}, other methods "
+          f"{other_methods_p:.0f}, MLE {mle_p:.0f}, w(theta) {tc_p:.0f}, mock {mock_p:.0f}); "
+          f"{n_tasks * cpu_s / 3600:.0f} core-hours in all (cost model of hpcsys check: "
+          f"{e_p.core_hours:.0f})")
+    print(f"  per GPU (samplers at {args.gpu_tflops:g} TFLOP/s float64 + {args.gpu_step_ms:g} ms "
+          f"per half-step: {gpu_mcmc:.1f} s; "
+          f"the rest on {cores_per_gpu} host cores: {rest:.0f} s): ~{per_gpu:.0f} s per "
+          f"realisation, {3600 / per_gpu:.0f} realisations per GPU-hour, "
           f"{n_tasks * per_gpu / 3600:.1f} GPU-hours for the whole run")
-
 
 if __name__ == "__main__":
     main()
