@@ -31,8 +31,10 @@ class Table2:
     * ``calibrated``: reject when the empirical p-value
       ``(1 + #{lambda_null >= lambda}) / (1 + M)`` against the M values of
       lambda over the realisations of ``null_scenario`` is at most ``alpha``
-      (the mock-calibrated null distribution; in-sample, hence about ``alpha``
-      by construction, on ``null_scenario`` itself).
+      (the mock-calibrated null distribution; leave-one-out on
+      ``null_scenario`` itself, where its size is then about ``alpha``). No
+      p-value is below 1/(M + 1): with M < 1/alpha - 1 null realisations the
+      calibrated test cannot reject (the report says so).
 
     Attributes
     ----------
@@ -258,6 +260,11 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
         title = (f"Table 2: fraction of realisations rejecting the null model at "
                  f"alpha = {table2.alpha:g} (Wilks chi2; mock-calibrated on "
                  f"'{table2.null_scenario or 'none'}')")
+        if table2.null_scenario in table2.scenarios:
+            m = int(table2.n_realisations[table2.scenarios.index(table2.null_scenario)])
+            if 1.0 / (m + 1) > table2.alpha:
+                title += (f"; NB: {m} null realisations cannot calibrate a test at this alpha "
+                          f"(smallest p = 1/(M+1) = {1.0 / (m + 1):.3f})")
         parts.append(render_table(title, *_table2_rows(table2, fmt), fmt))
     if table3 is not None:
         title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
