@@ -210,10 +210,15 @@ class ContaminationSection:
     """``contamination:`` — true (a, b) of Berlfein+24 Eqs. 11-13 (SCIENCE.md 3)."""
 
     additive_amplitude: float = _param(
-        0.02, "RMS of the non-zero additive coefficients a_i.", _non_negative
+        0.0095,
+        "RMS of the non-zero additive coefficients a_i (calibrated: see hpcsys.sims.truth).",
+        _non_negative,
     )
     multiplicative_amplitude: float = _param(
-        0.05, "RMS of the non-zero multiplicative coefficients b_i.", _non_negative
+        0.05,
+        "RMS of the non-zero multiplicative coefficients b_i (kept well away from the pole "
+        "1 + b.t = 0; see hpcsys.sims.truth).",
+        _non_negative,
     )
     zero_fraction: float = _param(
         0.4, "Fraction of coefficients set exactly to zero.", _fraction

@@ -134,3 +134,13 @@ def test_rotated_xi_equals_xi_of_rotated_maps(maps):
     direct = corr.xi_matrix(V.T @ m)
     np.testing.assert_allclose(rotate_xi(corr.xi_matrix(m), V), direct, rtol=0,
                                atol=1e-6 * np.abs(direct).max())
+
+
+def test_xi_matrix_does_not_depend_on_the_mapper(maps):
+    from concurrent.futures import ThreadPoolExecutor
+
+    nside, fp, m = maps
+    corr = PixelCorrelator(nside, fp.pixels, angular_bins(nside, None, 900.0, 5, 0.1))
+    with ThreadPoolExecutor(2) as pool:
+        parallel = corr.xi_matrix(m, mapper=pool.map)
+    np.testing.assert_array_equal(parallel, corr.xi_matrix(m))

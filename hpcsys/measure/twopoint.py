@@ -32,6 +32,7 @@ linearly transformed basis (e.g. the PCA rotation ``T' = V^T T``) follows as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import healpy as hp
@@ -191,12 +192,17 @@ class PixelCorrelator:
         kk.process(cat, num_threads=self.n_threads)
         return np.asarray(kk.npairs, dtype=float).copy()
 
-    def xi_matrix(self, maps: np.ndarray) -> np.ndarray:
+    def xi_matrix(self, maps: np.ndarray, *, mapper: Callable = map) -> np.ndarray:
         """Auto- and cross-correlations ``xi_ij(theta)`` of K maps.
 
         Parameters
         ----------
         maps : ndarray, shape (K, Npix)
+        mapper : callable, optional
+            ``mapper(function, iterable)`` evaluating the independent TreeCorr
+            runs, like the builtin :func:`map` (the default, serial). Pass a
+            pool's or an MPI executor's ``map`` to spread them over workers;
+            the result does not depend on the mapper.
 
         Returns
         -------
@@ -209,42 +215,51 @@ class PixelCorrelator:
         ``xi_ii, xi_jj, xi_ij``. For two pairs ``(i, j), (k, n)`` the runs on
         ``(t_i + t_k, t_j + t_n)`` and ``(t_i + t_n, t_j + t_k)`` give
         ``xi_ik, xi_jn, xi_in, xi_jk`` by polarisation; an unpaired last
-        template is added to both members of each pair. K = 25 takes 157 runs.
+        template is added to both members of each pair (its autocorrelation
+        is one KK run). K = 25 takes 157 runs.
         """
         maps = np.asarray(maps, dtype=float)
         K = maps.shape[0]
         B = self.bins.n_bins
-        xi = np.empty((B, K, K))
-
-        def put(i: int, j: int, v: np.ndarray) -> None:
-            xi[:, i, j] = v
-            xi[:, j, i] = v
-
         pairs = [(i, i + 1) for i in range(0, K - 1, 2)]
         single = K - 1 if K % 2 else None
+        # each run: (x terms, y terms, cross-correlations it yields)
+        runs: list[tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]] = []
         for i, j in pairs:
-            wi, wj, wij = self.w_pair(maps[i], maps[j])
-            xi[:, i, i], xi[:, j, j] = wi, wj
-            put(i, j, wij)
+            runs.append(((i,), (j,), ()))
         if single is not None:
-            xi[:, single, single] = self.w(maps[single])
-
-        def cross(i: int, k: int, q: np.ndarray) -> None:
-            put(i, k, 0.5 * (q - xi[:, i, i] - xi[:, k, k]))
-
+            runs.append(((single,), (), ()))
         for m, (i, j) in enumerate(pairs):
             for k, n in pairs[m + 1:]:
-                q1, q2, _ = self.w_pair(maps[i] + maps[k], maps[j] + maps[n])
-                cross(i, k, q1)
-                cross(j, n, q2)
-                q1, q2, _ = self.w_pair(maps[i] + maps[n], maps[j] + maps[k])
-                cross(i, n, q1)
-                cross(j, k, q2)
+                runs.append(((i, k), (j, n), ((i, k), (j, n))))
+                runs.append(((i, n), (j, k), ((i, n), (j, k))))
             if single is not None:
-                q1, q2, _ = self.w_pair(maps[i] + maps[single], maps[j] + maps[single])
-                cross(i, single, q1)
-                cross(j, single, q2)
+                runs.append(((i, single), (j, single), ((i, single), (j, single))))
+        jobs = [(self, maps[list(x)].sum(axis=0), maps[list(y)].sum(axis=0) if y else None)
+                for x, y, _ in runs]
+        results = list(mapper(_pair_job, jobs))
+
+        xi = np.empty((B, K, K))
+        n_first = len(pairs) + (single is not None)
+        for (x, y, _), (wx, wy, wxy) in zip(runs[:n_first], results[:n_first]):
+            xi[:, x[0], x[0]] = wx
+            if y:
+                xi[:, y[0], y[0]] = wy
+                xi[:, x[0], y[0]] = xi[:, y[0], x[0]] = wxy
+        for (_, _, crosses), (qx, qy, _) in zip(runs[n_first:], results[n_first:]):
+            for (i, k), q in zip(crosses, (qx, qy)):
+                xi[:, i, k] = xi[:, k, i] = 0.5 * (q - xi[:, i, i] - xi[:, k, k])
         return xi
+
+
+def _pair_job(job: tuple[PixelCorrelator, np.ndarray, np.ndarray | None]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One TreeCorr run of :meth:`PixelCorrelator.xi_matrix` (module level: picklable)."""
+    corr, x, y = job
+    if y is None:
+        w = corr.w(x)
+        return w, np.full_like(w, np.nan), np.full_like(w, np.nan)
+    return corr.w_pair(x, y)
 
 
 def rotate_xi(xi: np.ndarray, V: np.ndarray) -> np.ndarray:
