@@ -235,8 +235,8 @@ class PixelCorrelator:
                 runs.append(((i, n), (j, k), ((i, n), (j, k))))
             if single is not None:
                 runs.append(((i, single), (j, single), ((i, single), (j, single))))
-        jobs = [(self, maps[list(x)].sum(axis=0), maps[list(y)].sum(axis=0) if y else None)
-                for x, y, _ in runs]
+        jobs = ((self, maps[list(x)].sum(axis=0), maps[list(y)].sum(axis=0) if y else None)
+                for x, y, _ in runs)  # lazy: the builtin map holds one job at a time
         results = list(mapper(_pair_job, jobs))
 
         xi = np.empty((B, K, K))
