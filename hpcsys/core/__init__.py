@@ -11,7 +11,7 @@ Modules: :mod:`~hpcsys.core.contamination` (Eqs. 11-13),
 
 from hpcsys.core.contamination import MODELS, contaminate, decontaminate, template_sum
 from hpcsys.core.correction import contaminate_w, correct_w, correct_w_diag, debias
-from hpcsys.core.fit import MLEResult, fit_mle
+from hpcsys.core.fit import MLEResult, fit_mle, fit_mle_many
 from hpcsys.core.likelihood import LIKELIHOODS, loglike, n_params, pack, param_layout, unpack
 from hpcsys.core.pca import (
     PCARotation,
@@ -47,6 +47,7 @@ __all__ = [
     "decontaminate",
     "empirical_pvalue",
     "fit_mle",
+    "fit_mle_many",
     "hartlap_inverse",
     "likelihood_ratio_test",
     "loglike",
