@@ -28,16 +28,16 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "ConfigError",
-    "Config",
-    "load_config",
-    "parse_config",
-    "apply_overrides",
-    "config_reference",
+    "LIKELIHOODS",
     "METHOD_NAMES",
     "SCENARIOS",
-    "LIKELIHOODS",
     "TEMPLATE_FAMILIES",
+    "Config",
+    "ConfigError",
+    "apply_overrides",
+    "config_reference",
+    "load_config",
+    "parse_config",
 ]
 
 #: The six decontamination methods of Berlfein+24 Section 3, in table order.

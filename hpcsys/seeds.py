@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STREAMS", "seed_sequence", "rng", "jax_key", "seed_words"]
+__all__ = ["STREAMS", "jax_key", "rng", "seed_sequence", "seed_words"]
 
 #: Stable identifiers of the random streams. Append only: renumbering changes results.
 STREAMS: dict[str, int] = {
