@@ -84,8 +84,8 @@ class Progress:
             # rate after the first task: start-up and JIT compilation do not inflate the ETA
             rate = (self.done - self._first[1]) / (now - self._first[0])
             eta = left / rate
-        else:
-            eta = elapsed * left / self.done if self.done else float("nan")
+        else:  # one report so far: it includes start-up and compilation, no rate yet
+            eta = 0.0 if left == 0 else float("nan")
         tilde = "~" if self.approximate and self.done < self.total else ""
         return (f"[{self.label}] {tilde}{self.done}/{self.total} tasks ({100 * frac:.0f}%), "
                 f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}")
