@@ -50,7 +50,7 @@ docs: install
 test: lint test-serial test-mpi test-slurm docs
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs docs/_build docs/auto_examples .pytest_cache

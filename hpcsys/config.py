@@ -455,6 +455,10 @@ def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:
             f"{name}.{unknown[0]}: unknown key; valid keys of '{name}' are "
             f"{', '.join(fields_)}"
         )
+    if name == "run" and isinstance(raw.get("scenarios"), list):
+        # Unquoted YAML ``null`` reads as None: in a list of scenario names it can
+        # only mean the uncontaminated "null" scenario.
+        raw = {**raw, "scenarios": ["null" if s is None else s for s in raw["scenarios"]]}
     values = {}
     for fname, f in fields_.items():
         key = f"{name}.{fname}"
