@@ -472,7 +472,24 @@ def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:
     return cls(**values)
 
 
-def _cross_checks(cfg: Config) -> None:
+def _mock_run_checks(cfg: Config) -> None:
+    """Checks that tie the methods to the mock templates of a simulation run.
+
+    ``hpcsys fit`` on user maps skips them: there K comes from the maps.
+    """
+    K = cfg.templates.n_templates
+    names = cfg.methods.names
+    n_walk = cfg.methods.mcmc_walkers
+    n_dim = {"MCMC-add": K + 1, "MCMC-comb": 2 * K + 1}
+    for name, dim in n_dim.items():
+        if name in names and n_walk < 2 * dim:
+            raise ConfigError(
+                f"methods.mcmc_walkers: {name} with K = {K} templates has {dim} parameters "
+                f"and needs at least {2 * dim} walkers, got {n_walk}"
+            )
+
+
+def _cross_checks(cfg: Config, mock_run: bool = True) -> None:
     """Checks that involve more than one key."""
     K = cfg.templates.n_templates
     if cfg.sky.footprint == "file":
@@ -502,18 +519,12 @@ def _cross_checks(cfg: Config) -> None:
             f"templates.correlation: must exceed -1/(K-1) = {-1.0 / (K - 1):.4g} for "
             f"K = {K} templates to give a positive-definite matrix"
         )
-    names = cfg.methods.names
-    n_walk = cfg.methods.mcmc_walkers
-    n_dim = {"MCMC-add": K + 1, "MCMC-comb": 2 * K + 1}
-    for name, dim in n_dim.items():
-        if name in names and n_walk < 2 * dim:
-            raise ConfigError(
-                f"methods.mcmc_walkers: {name} with K = {K} templates has {dim} parameters "
-                f"and needs at least {2 * dim} walkers, got {n_walk}"
-            )
-    if cfg.methods.mcmc_backend == "jax" and n_walk % 2:
+    if mock_run:
+        _mock_run_checks(cfg)
+    if cfg.methods.mcmc_backend == "jax" and cfg.methods.mcmc_walkers % 2:
         raise ConfigError(
-            f"methods.mcmc_walkers: the jax backend needs an even number of walkers, got {n_walk}"
+            "methods.mcmc_walkers: the jax backend needs an even number of walkers, got "
+            f"{cfg.methods.mcmc_walkers}"
         )
     if cfg.methods.mcmc_burn_in >= cfg.methods.mcmc_steps:
         raise ConfigError(
@@ -532,7 +543,9 @@ def _cross_checks(cfg: Config) -> None:
         )
 
 
-def parse_config(raw: Mapping[str, Any] | None, source: str = "<dict>") -> Config:
+def parse_config(
+    raw: Mapping[str, Any] | None, source: str = "<dict>", *, mock_run: bool = True
+) -> Config:
     """Validate a nested mapping (as read from YAML) into a :class:`Config`.
 
     Parameters
@@ -541,6 +554,9 @@ def parse_config(raw: Mapping[str, Any] | None, source: str = "<dict>") -> Confi
         ``{section: {key: value}}``; missing keys take their defaults.
     source : str
         Where the mapping came from (a file name), for messages and provenance.
+    mock_run : bool
+        Also check what ties the methods to the mock templates (walkers per
+        MCMC dimension at ``templates.n_templates``); ``False`` for user maps.
 
     Raises
     ------
@@ -558,7 +574,7 @@ def parse_config(raw: Mapping[str, Any] | None, source: str = "<dict>") -> Confi
         )
     sections = {name: _build_section(name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}
     cfg = Config(**sections, source=source)
-    _cross_checks(cfg)
+    _cross_checks(cfg, mock_run)
     return cfg
 
 
@@ -577,7 +593,9 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, mock_run: bool = True
+) -> Config:
     """Read, override and validate a YAML run configuration.
 
     Parameters
@@ -586,6 +604,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         YAML file with the sections of :class:`Config`.
     overrides : list of str
         ``"section.key=value"`` strings; values are parsed as YAML.
+    mock_run : bool
+        See :func:`parse_config`.
 
     Returns
     -------
@@ -598,7 +618,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     _merge_overrides(raw, overrides)
-    return parse_config(raw, source=str(path))
+    return parse_config(raw, source=str(path), mock_run=mock_run)
 
 
 def _merge_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
@@ -619,11 +639,13 @@ def _merge_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
         sec[parts[1]] = parsed
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+def apply_overrides(
+    cfg: Config, overrides: list[str] | tuple[str, ...], *, mock_run: bool = True
+) -> Config:
     """Return ``cfg`` with ``section.key=value`` overrides applied and re-validated."""
     raw = cfg.to_dict()
     _merge_overrides(raw, overrides)
-    return parse_config(raw, source=cfg.source)
+    return parse_config(raw, source=cfg.source, mock_run=mock_run)
 
 
 def config_reference() -> str:

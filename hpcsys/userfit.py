@@ -326,7 +326,7 @@ def _resolve_settings(
         overrides.append(f"methods.names=[{', '.join(repr(str(m)) for m in methods)}]")
     if likelihoods is not None:
         overrides.append(f"methods.likelihoods=[{', '.join(repr(str(x)) for x in likelihoods)}]")
-    return apply_overrides(cfg, overrides).methods
+    return apply_overrides(cfg, overrides, mock_run=False).methods
 
 
 def fit_prepared(
@@ -722,9 +722,9 @@ def _settings_from_args(args: argparse.Namespace) -> MethodsSection:
         if not item.strip().startswith("methods."):
             raise ConfigError(f"--set {item}: only methods.* settings apply to hpcsys fit")
     if args.config:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, mock_run=False)
     else:
-        cfg = apply_overrides(Config(), args.overrides)
+        cfg = apply_overrides(Config(), args.overrides, mock_run=False)
     return cfg.methods
 
 

@@ -177,8 +177,8 @@ def test_lrt_table_is_eq19_of_the_stored_maxima(cli_run):
 
 def test_python_api_matches_cli_and_is_deterministic(sky, cli_run):
     obs, raw, mask = sky
-    settings = Config().replace(**{"methods.mcmc_walkers": 16, "methods.mcmc_steps": 300,
-                                   "methods.mcmc_burn_in": 100}).methods
+    settings = Config().replace(**{"templates.n_templates": 3, "methods.mcmc_walkers": 16,
+                                   "methods.mcmc_steps": 300, "methods.mcmc_burn_in": 100}).methods
     kw = dict(mask=mask, names=["t0", "t12:STARS", "t12:DUST"], methods=["OLS", "MCMC-add"],
               likelihoods=["gaussian"], settings=settings, seed=3)
     r1 = fit_maps(obs, raw, **kw)
