@@ -69,6 +69,9 @@ def test_isd_removes_density_modulation(name, pca):
     pull = (r.b - C_TRUE) / r.b_err
     assert np.all(np.isfinite(r.b_err)) and np.all(r.b_err > 0)
     assert np.all(np.abs(pull) < _linear_bound(st.isd_threshold, order) + 1.0), pull
+    # in Berlfein+24's parameterisation ISD's (1 + delta)(1 + c.t) is Eq. 13 with a = b = c
+    assert r.model == "combined" and np.array_equal(r.a, r.b)
+    np.testing.assert_array_equal(r.cov[:K, :K], r.cov[K:, K:])
 
 
 @pytest.mark.parametrize("name", ["ISD-1", "ISD-3"])

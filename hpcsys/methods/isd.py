@@ -29,18 +29,27 @@ One iteration, on the current weighted map ``y_p = (1 + delta_p) w_p``:
    iterate; otherwise stop. A template may be selected again later.
 
 Outputs: ``weights = prod_j 1/f_j`` normalised to mean 1 and
-``corrected = (1 + delta) w / <(1 + delta) w> - 1``. The multiplicative
+``corrected = (1 + delta) w / <(1 + delta) w> - 1``. The modulation
 coefficients are defined as the **linear coefficients of ln F at t = 0**:
-``b_i = sum_{j selects i} f_j'(0)/f_j(0)``, so that ``F(t) ≈ exp(b.t)`` to
-first order in each template (for ``1 + delta_obs ∝ (1 + delta)(1 + b.t)``
-this is ``b``). Their errors propagate the polynomial-fit covariances (delta
-method), with the successive 1-D fits treated as independent (the ``b`` block
-of ``cov`` is diagonal in the fitting basis); a template never selected has
-``b_i = 0`` with the slope error of its last, sub-threshold fit. Because ISD
-stops once every trend is below the threshold, each ``b_i`` can be off by up to
+``c_i = sum_{j selects i} f_j'(0)/f_j(0)``, so that ``F(t) ≈ exp(c.t)`` to
+first order in each template. Their errors propagate the polynomial-fit
+covariances (delta method), with the successive 1-D fits treated as
+independent (diagonal in the fitting basis); a template never selected has
+``c_i = 0`` with the slope error of its last, sub-threshold fit. Because ISD
+stops once every trend is below the threshold, each ``c_i`` can be off by up to
 about ``threshold`` of its errors: ISD is a decontamination, not an unbiased
-estimator of ``b``. ISD has no additive term:
-``a = 0``, ``a_err = nan``.
+estimator.
+
+**In the parameterisation of Berlfein+24.** ISD's model
+``1 + delta_obs = (1 + delta)(1 + c.t)`` is the combined model (Eq. 13) with
+``a = b = c``: the trend of the *mean* density with ``t`` (all that ISD's binned
+means can see) is the additive term, and ISD assumes the same modulation
+multiplies the fluctuations. The result therefore reports ``model =
+"combined"`` with ``a = b = c`` and fully correlated errors. A pure Eq. 12
+contamination ``delta (1 + b.t)`` leaves the mean density unchanged, so ISD
+cannot detect it (``c ≈ 0`` while ``b_true != 0``), and in the additive
+scenario it attributes the trend to ``b`` as well: the recovery table of a run
+shows both, as a limitation of the method, not of the fit.
 
 With ``methods.pca`` the templates are PCA-rotated first (Berlfein+24 App. A)
 and ``b`` is mapped back to the original basis.
@@ -228,9 +237,12 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
         wall_time=time.perf_counter() - t0,
         message=("selected " + ", ".join(steps)) if steps else "no significant template",
     )
+    err = np.sqrt(np.diag(cov_b))
+    # ISD's (1 + delta)(1 + c.t) is Eq. 13 with a = b = c (module docstring).
     return make_result(
-        name, "multiplicative", K, npix, corrected, diag,
-        b=b_orig, b_err=np.sqrt(np.diag(cov_b)), cov=embed_cov(K, cov_b=cov_b), weights=w,
+        name, "combined", K, npix, corrected, diag,
+        a=b_orig, a_err=err, b=b_orig.copy(), b_err=err.copy(),
+        cov=embed_cov(K, cov_a=cov_b, cov_b=cov_b, cov_ab=cov_b), weights=w,
     )
 
 
