@@ -30,7 +30,6 @@ BAD = [
     ("nside-not-power-of-two", "sky:\n  nside: 100\n", [], "sky.nside: must be a power of two"),
     ("wrong-type", "run:\n  n_realisations: many\n", [], "run.n_realisations: expected an integer"),
     ("unknown-scenario", "run:\n  scenarios: [additive, banana]\n", [], "run.scenarios"),
-    ("unquoted-null", "run:\n  scenarios: [null, additive]\n", [], "run.scenarios[0]"),
     ("unknown-method", "methods:\n  names: [OLS, LASSO]\n", [], "methods.names"),
     ("burn-in", "methods:\n  mcmc_steps: 10\n  mcmc_burn_in: 10\n", [], "methods.mcmc_burn_in"),
     ("corr-matrix-size", "templates:\n  n_templates: 2\n  correlation_matrix: [[1.0]]\n", [],

@@ -59,3 +59,50 @@ def test_parallel_keys_are_documented_and_overridable() -> None:
     assert cfg.parallel.compilation_cache_dir == "/tmp/cache"
     with pytest.raises(ConfigError, match=r"^parallel\.gpu_memory_fraction: "):
         Config().replace(**{"parallel.gpu_memory_fraction": 1.5})
+
+
+def test_unquoted_null_scenario_means_the_null_scenario() -> None:
+    import yaml
+
+    from hpcsys.config import parse_config
+
+    cfg = parse_config(yaml.safe_load("run:\n  scenarios: [null, additive]\n"))
+    assert cfg.run.scenarios == ("null", "additive")
+
+
+def test_walkers_must_cover_the_mcmc_dimension_of_a_mock_run() -> None:
+    from hpcsys.config import ConfigError, parse_config
+
+    raw = {"templates": {"n_templates": 25}, "methods": {"mcmc_walkers": 100}}
+    with pytest.raises(ConfigError, match=r"^methods\.mcmc_walkers: MCMC-comb .* at least 102"):
+        parse_config(raw)
+    # user maps (hpcsys fit) take K from the maps, not from templates.n_templates
+    assert parse_config(raw, mock_run=False).methods.mcmc_walkers == 100
+    with pytest.raises(ConfigError, match="even number"):
+        parse_config({"methods": {"mcmc_backend": "jax", "mcmc_walkers": 65}}, mock_run=False)
+
+
+def test_overrides_are_typed_validated_and_keep_the_rest() -> None:
+    from hpcsys.config import Config, ConfigError, apply_overrides
+
+    cfg = apply_overrides(Config(), ["sky.nside=32", "methods.names=[OLS, ISD-1]"])
+    assert cfg.sky.nside == 32 and cfg.methods.names == ("OLS", "ISD-1")
+    assert cfg.templates == Config().templates
+    for bad, key in [("sky.nside=33", "sky.nside"), ("sky.nside=abc", "sky.nside"),
+                     ("nside=32", "--set nside"), ("sky.colour=1", "sky.colour")]:
+        with pytest.raises(ConfigError, match=f"^{key}"):
+            apply_overrides(cfg, [bad])
+    assert apply_overrides(cfg, []).text == cfg.text
+
+
+def test_config_reference_lists_every_key() -> None:
+    import dataclasses
+
+    from hpcsys.config import Config, config_reference
+
+    ref = config_reference()
+    for section in dataclasses.fields(Config):
+        if section.name == "source":
+            continue
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"``{f.name}``" in ref, f"{section.name}.{f.name}"

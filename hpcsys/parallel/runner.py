@@ -225,6 +225,10 @@ def _template_info(ctx: Any, config: Config) -> TemplateInfo:
     return TemplateInfo(names, corr, xi)
 
 
+#: Seconds between printing a failing task's message and ``comm.Abort``.
+_ABORT_GRACE_S = 2.0
+
+
 def _abort_or_raise(comm: Any, msg: str, exc: BaseException) -> None:
     if comm.Get_size() == 1:
         raise TaskFailedError(msg) from exc
@@ -232,6 +236,9 @@ def _abort_or_raise(comm: Any, msg: str, exc: BaseException) -> None:
     sys.stderr.write(msg + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    # The launcher forwards a rank's output asynchronously; Abort kills the job at
+    # once, so give the message a moment to reach the batch log (seen with MPICH).
+    time.sleep(_ABORT_GRACE_S)
     comm.Abort(1)
 
 
