@@ -104,7 +104,9 @@ def test_three_ranks_killed_then_resumed_on_two_equal_serial(serial: Path, runs:
     assert p.returncode != 0
     complete = [t for t in (out / "tasks").rglob("*.h5") if task_status(t).complete]
     assert 0 < len(complete) < N_TASKS  # killed mid-run
-    assert _ranks_used(out) == {0, 1, 2}  # all three ranks had computed tasks
+    # cyclic: rank 1 owns tasks 1, 4, 7, 10 and is killed on its last (combined:1), so its
+    # first three are on disk; how far ranks 0 and 2 got depends on their compile times
+    assert 1 in _ranks_used(out) and _ranks_used(out) <= {0, 1, 2}
     assert not (out / "results.h5").exists()
     p = hpcsys(out, ranks=2)  # without --resume the directory is refused
     assert p.returncode == 2 and "--resume" in p.stderr
