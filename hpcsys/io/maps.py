@@ -80,7 +80,7 @@ CONSTANT_RTOL = 1e-10
 DEPENDENT_TOL = 1e-8
 #: Templates closer than this to dependence are kept but noted.
 NEAR_DEPENDENT_TOL = 1e-4
-#: |mean| of an overdensity map on the footprint above which a note is added.
+#: ``|mean|`` of an overdensity map on the footprint above which a note is added.
 MEAN_NOTE_THRESHOLD = 0.1
 
 

@@ -12,7 +12,7 @@ neighbouring pixels pair up) to ``twopoint.theta_max_arcmin``;
 ``theta_arcmin`` are the nominal (geometric) bin centres, identical for every map.
 
 Several maps share one tree walk: TreeCorr's spin-0 complex correlation
-(``ZZCorrelation``) of ``z = x + i y`` gives, for the same pairs,
+(``ZZCorrelation``) of ``z = x + i y`` gives, for the same pairs, ::
 
     xi_+ = w(x) + w(y),    Re xi_- = w(x) - w(y),    Im xi_- = 2 w(x, y)
 

@@ -6,16 +6,16 @@ with ``data`` a :class:`~hpcsys.methods.base.MapData`, ``settings`` the
 :class:`numpy.random.SeedSequence` of the task (stream ``method`` of
 :mod:`hpcsys.seeds`), the only source of randomness.
 
-=============  ===============  ============================================
-name           model            estimator
-=============  ===============  ============================================
-``OLS``        additive         least squares (:func:`~hpcsys.methods.regression.run_ols`)
-``ElasticNet`` additive         patch-grouped CV elastic net (:func:`~hpcsys.methods.regression.run_elasticnet`)
-``ISD-1``      multiplicative   ISD, linear relations (:func:`~hpcsys.methods.isd.run_isd1`)
-``ISD-3``      multiplicative   ISD, cubic relations (:func:`~hpcsys.methods.isd.run_isd3`)
-``MCMC-add``   additive         ensemble MCMC of (a, s) (:func:`~hpcsys.methods.ensemble.run_mcmc_add`)
-``MCMC-comb``  combined         ensemble MCMC of (a, b, s) (:func:`~hpcsys.methods.ensemble.run_mcmc_comb`)
-=============  ===============  ============================================
+==============  ===============  ============================================
+name            model            estimator
+==============  ===============  ============================================
+``OLS``         additive         least squares (:func:`~hpcsys.methods.regression.run_ols`)
+``ElasticNet``  additive         patch-grouped CV elastic net (:func:`~hpcsys.methods.regression.run_elasticnet`)
+``ISD-1``       combined, a = b  ISD, linear relations (:func:`~hpcsys.methods.isd.run_isd1`)
+``ISD-3``       combined, a = b  ISD, cubic relations (:func:`~hpcsys.methods.isd.run_isd3`)
+``MCMC-add``    additive         ensemble MCMC of (a, s) (:func:`~hpcsys.methods.ensemble.run_mcmc_add`)
+``MCMC-comb``   combined         ensemble MCMC of (a, b, s) (:func:`~hpcsys.methods.ensemble.run_mcmc_comb`)
+==============  ===============  ============================================
 """
 
 from __future__ import annotations
