@@ -17,10 +17,10 @@ export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
 .PHONY: install run test test-serial test-mpi test-slurm docs lint bench clean
 
-$(STAMP): pyproject.toml setup.cfg
+$(STAMP): pyproject.toml setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[mpich,test,docs]"
+	$(PY) -m pip install -q -e ".[mpich,test,docs,spectra]"
 	touch $(STAMP)
 
 install: $(STAMP)
