@@ -7,7 +7,7 @@ of ``N = 1, 2, 4, ...`` maps (:func:`hpcsys.population.population_convergence`,
 Gaussian likelihood, Laplace widths). Left: the mean Laplace width per
 parameter and the ``N^-1/2`` law; right: the mock-to-mock scatter of the
 joint estimates between groups over the Laplace width (1 for honest widths;
-larger on a spatially correlated sky, SCIENCE.md section 9). Writes
+larger on a spatially correlated sky, docs/correlated_pixels.rst). Writes
 ``population.{png,pdf}`` and ``population.csv`` (the slope in its header).
 
 Usage: ``python analysis/fig_population.py RUN/results.h5 --out DIR``

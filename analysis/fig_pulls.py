@@ -5,7 +5,7 @@ with the method's own 1-sigma errors, pooled over scenarios, realisations and
 the parameters the method estimates, against the unit normal. Bottom: the
 68 % and 95 % interval coverage per method (binomial errors) and the ratio of
 the mock-to-mock scatter to the mean likelihood error (1 for honest errors;
-larger on spatially correlated skies, SCIENCE.md section 9). Writes
+larger on spatially correlated skies, docs/correlated_pixels.rst). Writes
 ``pulls_coverage.{png,pdf}``.
 
 Usage: ``python analysis/fig_pulls.py RUN/results.h5 --out DIR``

@@ -2,7 +2,7 @@
 
 Left: the pseudo-C_l of each template measured on the footprint (divided by
 the sky fraction), with the unit-variance model spectra of the five families
-(SCIENCE.md section 2) in black. Right: the first templates on the footprint
+(docs/science/conventions.rst) in black. Right: the first templates on the footprint
 (Mollweide projection of the pixel centres, centred on the footprint). The templates are regenerated
 from the configuration stored in the results file (deterministic in the
 config, see ``_common.run_context``). Writes ``templates.{png,pdf}``.

@@ -4,7 +4,7 @@ Population view: posterior width against the number of realisations
 
 If ``N`` independent skies share the same systematics (the same templates and
 the same true ``(a, b)``), their likelihoods multiply and the posterior on the
-shared coefficients narrows as ``1/sqrt(N)`` (SCIENCE.md section 8).
+shared coefficients narrows as ``1/sqrt(N)`` (docs/science/tables.rst).
 :func:`hpcsys.population.population_convergence` fits the shared ``(a, b)`` of
 the combined model (Berlfein+24 Eq. 13) jointly on disjoint groups of ``N``
 maps and measures the slope of ``log(width)`` against ``log(N)``.

@@ -3,7 +3,7 @@
 * :func:`likelihood_ratio_test` — Berlfein+24 Eq. 19, ``lambda = 2 (lnL_alt -
   lnL_null)`` against Wilks' ``chi^2`` with ``dof`` extra parameters.
 * :func:`empirical_pvalue` — the same test calibrated on ``lambda`` from
-  null-scenario mocks (SCIENCE.md section 9: spatially correlated pixels break
+  null-scenario mocks (docs/correlated_pixels.rst: spatially correlated pixels break
   Wilks' theorem).
 * :func:`sample_covariance`, :func:`hartlap_inverse` — mock-to-mock covariance
   of ``w(theta)`` (Eq. 24 style) and its Hartlap-corrected inverse.

@@ -46,7 +46,7 @@ Fewer footprint pixels than parameters is refused by :func:`hpcsys.userfit.fit_p
 keeps a run going on a template stack with an accidental copy; every drop is
 listed in the notes, printed by ``hpcsys fit`` and stored in its output.
 
-Counts are turned into the overdensity of SCIENCE.md section 1,
+Counts are turned into the overdensity of docs/science/conventions.rst,
 ``delta_p = N_p / mean(N) - 1`` on the footprint. Templates are standardised on
 the footprint (mean 0, standard deviation 1; Berlfein+24 Section 2.2), so
 fitted coefficients are per standard deviation of each template; the raw means

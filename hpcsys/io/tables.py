@@ -24,7 +24,7 @@ class Table2:
     For each scenario, LRT pair ``(null model, alternative)`` and likelihood,
     the fraction of realisations in which the null model is rejected at level
     ``alpha``, with binomial errors sqrt(f (1 - f) / N). Two versions
-    (SCIENCE.md section 9):
+    (docs/correlated_pixels.rst):
 
     * ``wilks``: reject when the chi-square(dof) p-value is below ``alpha``
       (assumes independent pixels; over-rejects on correlated skies);
@@ -107,7 +107,7 @@ class Table3:
 
 @dataclass(frozen=True)
 class RecoveryTable:
-    """Recovery of the contamination parameters by each method (SCIENCE.md section 8-9).
+    """Recovery of the contamination parameters by each method (docs/science/tables.rst).
 
     For scenario s, method m and parameter p (``a_i`` or ``b_i``) over the N
     realisations: ``bias`` = mean(estimate - truth); ``scatter`` = standard

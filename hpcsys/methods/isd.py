@@ -9,7 +9,7 @@ One iteration, on the current weighted map ``y_p = (1 + delta_p) w_p``:
 1. For every template ``t_i``, sort the pixels into ``methods.isd_n_bins``
    equal-count bins of ``t_i`` and compute in each bin the mean of
    ``y / <y>`` and its error ``std(y)/(sqrt(n) <y>)`` (pixels treated as
-   independent: an underestimate when the field is correlated, SCIENCE.md 9).
+   independent: an underestimate when the field is correlated, docs/correlated_pixels.rst).
 2. Fit a polynomial ``f_i(t)`` of order ``m`` (1 for ISD-1, 3 for ISD-3) to
    the bin means against the bin-mean template value by weighted least squares,
    and a constant; ``Delta chi^2_i = chi^2_const - chi^2_poly``.

@@ -1,4 +1,4 @@
-"""Registry of the six decontamination methods (Berlfein+24 Section 3, SCIENCE.md 5).
+"""Registry of the six decontamination methods (Berlfein+24 Section 3).
 
 Every method has the signature ``method(data, settings, seed) -> MethodResult``
 with ``data`` a :class:`~hpcsys.methods.base.MapData`, ``settings`` the

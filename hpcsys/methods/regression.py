@@ -9,7 +9,7 @@ by regressing the observed overdensity on the templates, and correct the map as
   :func:`numpy.linalg.lstsq`. The covariance is the textbook
   ``s^2 (T T^T)^{-1}`` with ``s^2 = |r|^2 / (N - K)``. It treats pixels as
   independent, so it understates the scatter when the true field is
-  correlated on template scales (SCIENCE.md section 9).
+  correlated on template scales (docs/correlated_pixels.rst).
 * **ElasticNet**: :class:`sklearn.linear_model.ElasticNetCV` (l1 + l2 penalty)
   with the penalty strength and ``l1_ratio`` chosen by cross-validation whose
   folds are **groups of sky patches** (:class:`sklearn.model_selection.GroupKFold`

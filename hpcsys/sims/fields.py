@@ -3,10 +3,10 @@
 The true overdensity is a lognormal field ``delta = exp(G - sigma_G^2/2) - 1``
 (shift 1, so ``delta >= -1``) whose Gaussian field ``G`` has the spectrum that
 makes ``delta`` match the target C_l: the lognormal transform
-``xi_G(theta) = ln(1 + xi_delta(theta))`` (SCIENCE.md section 1), computed by
+``xi_G(theta) = ln(1 + xi_delta(theta))`` (docs/science/conventions.rst), computed by
 :func:`glass.compute_gaussian_spectra` for the band-limited transform. That
 function can return tiny negative values at l = 0, 1 when C_0 = C_1 = 0; they
-are clipped at zero (HPC-NOTES). Maps are synthesised by :func:`glass.generate`
+are clipped at zero (see docs/sharp_bits.rst). Maps are synthesised by :func:`glass.generate`
 at the pixel centres (``pixwin=False``): no HEALPix pixel window is applied,
 so :func:`hp.pixwin` (which downloads a file) is never needed.
 

@@ -1,4 +1,4 @@
-"""One mock observation: true field, contamination and galaxy counts (SCIENCE.md 1, 3).
+"""One mock observation: true field, contamination and galaxy counts (Berlfein+24 Eqs. 11-13; docs/science/conventions.rst).
 
 Given the full-sky lognormal overdensity ``delta`` of a realisation:
 

@@ -1,6 +1,6 @@
 """Angular power spectra: the KiDS-like galaxy target and the template families.
 
-Target galaxy spectrum (SCIENCE.md section 1)
+Target galaxy spectrum (docs/science/conventions.rst)
 ---------------------------------------------
 The true overdensity of every mock is a lognormal field whose angular power
 spectrum is the linear-bias galaxy clustering spectrum of a KiDS-like
@@ -24,7 +24,7 @@ The table is for unit linear bias; :func:`target_cl` multiplies it by
   magnification), Limber approximation switched on by CAMB where accurate;
 * multipoles 0 <= l <= 6143 (3 x NSIDE - 1 for NSIDE 2048), C_0 = C_1 = 0.
 
-Template families (SCIENCE.md section 2)
+Template families (docs/science/conventions.rst)
 ----------------------------------------
 ``exp``: exp(-l/500), ``gauss``: exp(-(l/250)^2), ``power2``: (l+1)^-2,
 ``power1``: (l+1)^-1, ``white``: constant; each normalised by
@@ -126,7 +126,7 @@ def template_cl(family: str, lmax: int) -> np.ndarray:
     Parameters
     ----------
     family : str
-        One of ``exp, gauss, power2, power1, white`` (SCIENCE.md section 2).
+        One of ``exp, gauss, power2, power1, white`` (docs/science/conventions.rst).
     lmax : int
 
     Returns

@@ -1,4 +1,4 @@
-"""Systematic template maps: correlated Gaussian random fields (SCIENCE.md section 2).
+"""Systematic template maps: correlated Gaussian random fields (docs/science/conventions.rst).
 
 Template ``i`` is built from ``K`` independent Gaussian random fields ``u_k``,
 each with the unit-variance spectrum of the family ``templates.families[k mod F]``
