@@ -6,7 +6,7 @@ which the test's null model is true, the chi-square density with the test's
 degrees of freedom (Wilks), and the critical values at ``alpha``: Wilks' and
 the mock-calibrated one (empirical quantile over the ``null`` scenario).
 On a spatially correlated sky the measured lambda is much wider than the
-chi-square law (SCIENCE.md section 9). Writes ``lrt_histograms.{png,pdf}``.
+chi-square law (docs/correlated_pixels.rst). Writes ``lrt_histograms.{png,pdf}``.
 
 Usage: ``python analysis/fig_lrt.py RUN/results.h5 --out DIR``
 """
@@ -45,7 +45,7 @@ def run(res: ResultsFile, out: Path) -> list[Path]:
             dof = None
             lam_all = []
             for s in held:
-                lam = data[s].lrt.lam[:, q, li]
+                lam = data[s].lrt.statistic[:, q, li]
                 dof = int(data[s].lrt.dof[0, q])
                 lam_all.append(lam[np.isfinite(lam)])
             if dof is None:

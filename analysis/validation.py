@@ -75,7 +75,7 @@ def null_sizes(res: ResultsFile, alpha: float) -> list[TestSize]:
     sizes = []
     for q, pair in enumerate(res.lrt_pairs):
         for li, lk in enumerate(res.likelihoods):
-            lam = sc.lrt.lam[:, q, li]
+            lam = sc.lrt.statistic[:, q, li]
             pv = sc.lrt.pvalue[:, q, li]
             fw = float(np.mean(pv < alpha))
             fc = float(np.mean(loo_calibrated_rejections(lam, alpha))) if n >= 3 else np.nan
@@ -123,7 +123,7 @@ def _section_lrt(res: ResultsFile, alpha: float) -> list[str]:
     worst = max(sizes, key=lambda s: s.wilks)
     lines += ["", f"Largest Wilks size: {worst.wilks:.3f} ({worst.pair}, {worst.likelihood}) "
               f"against α = {alpha:g}. A Wilks size far above α is the spatially-correlated-"
-              "pixels trap (SCIENCE.md section 9): the pixel likelihood ignores the "
+              "pixels trap (docs/correlated_pixels.rst): the pixel likelihood ignores the "
               "correlations of the sky, so λ is not χ²-distributed; use the mock-calibrated "
               "columns of Table 2.", ""]
     return lines

@@ -11,7 +11,9 @@ string and an optional check in its metadata, so the same table drives
 A bad value raises :class:`ConfigError` with one line naming the dotted key,
 e.g. ``sky.nside: must be a power of two, got 100``.
 
-This module is a leaf: it imports nothing else from :mod:`hpcsys`.
+Close to a leaf: the only import from :mod:`hpcsys` is the pure-Python model
+vocabulary of :mod:`hpcsys.core.models` (scenarios and likelihoods are validated
+against it; it does not import JAX).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from typing import Any
 
 import yaml
 
+from hpcsys.core.models import LIKELIHOODS, SCENARIOS
+
 __all__ = [
     "LIKELIHOODS",
     "METHOD_NAMES",
+    "REMEASURED_METHODS",
     "SCENARIOS",
     "TEMPLATE_FAMILIES",
+    "WEIGHT_MAP_METHODS",
     "Config",
     "ConfigError",
     "apply_overrides",
@@ -42,11 +48,13 @@ __all__ = [
 
 #: The six decontamination methods of Berlfein+24 Section 3, in table order.
 METHOD_NAMES: tuple[str, ...] = ("OLS", "ElasticNet", "ISD-1", "ISD-3", "MCMC-add", "MCMC-comb")
-#: Contamination scenarios (Berlfein+24 Eqs. 11-13 plus the uncontaminated null).
-SCENARIOS: tuple[str, ...] = ("null", "additive", "multiplicative", "combined")
-#: Pixel likelihoods (Berlfein+24 Eqs. 17-18).
-LIKELIHOODS: tuple[str, ...] = ("gaussian", "skewnormal")
-#: Template spectral families (SCIENCE.md section 2).
+#: Methods whose correction is a weighted map, not coefficients for Berlfein+24 Eq. 16:
+#: the pipeline's corrected w(theta) for them is the re-measured w of the weighted map.
+REMEASURED_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3")
+#: Methods with a multiplicative term, whose per-pixel weights ``1/(1 + b.t_p)`` the
+#: ``hpcsys fit`` command can write as a FITS weight map.
+WEIGHT_MAP_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3", "MCMC-comb")
+#: Template spectral families (docs/science/conventions.rst).
 TEMPLATE_FAMILIES: tuple[str, ...] = ("exp", "gauss", "power2", "power1", "white")
 
 
@@ -148,7 +156,7 @@ class RunSection:
 
 @dataclass(frozen=True)
 class SkySection:
-    """``sky:`` — HEALPix grid, footprint, true field and galaxy counts (SCIENCE.md 1)."""
+    """``sky:`` — HEALPix grid, footprint, true field and galaxy counts (docs/science/conventions.rst)."""
 
     nside: int = _param(64, "HEALPix NSIDE (RING ordering).", _power_of_two)
     footprint: str = _param(
@@ -183,7 +191,7 @@ class SkySection:
 
 @dataclass(frozen=True)
 class TemplatesSection:
-    """``templates:`` — systematic template maps (SCIENCE.md 2)."""
+    """``templates:`` — systematic template maps (docs/science/conventions.rst)."""
 
     n_templates: int = _param(5, "Number of templates K.", _at_least(1))
     families: tuple[str, ...] = _param(
@@ -207,7 +215,7 @@ class TemplatesSection:
 
 @dataclass(frozen=True)
 class ContaminationSection:
-    """``contamination:`` — true (a, b) of Berlfein+24 Eqs. 11-13 (SCIENCE.md 3)."""
+    """``contamination:`` — true (a, b) of Berlfein+24 Eqs. 11-13 (docs/science/models.rst)."""
 
     additive_amplitude: float = _param(
         0.0095,
@@ -227,7 +235,7 @@ class ContaminationSection:
 
 @dataclass(frozen=True)
 class MethodsSection:
-    """``methods:`` — the six estimators and the MLE fits (SCIENCE.md 5)."""
+    """``methods:`` — the six estimators and the MLE fits (docs/methods.rst)."""
 
     names: tuple[str, ...] = _param(
         METHOD_NAMES, "Methods to run, by name.", _subset_of(METHOD_NAMES)
@@ -268,7 +276,7 @@ class MethodsSection:
 
 @dataclass(frozen=True)
 class TwoPointSection:
-    """``twopoint:`` — w(theta) with TreeCorr (SCIENCE.md 7)."""
+    """``twopoint:`` — w(theta) with TreeCorr (docs/science/tables.rst)."""
 
     theta_min_arcmin: float | None = _param(
         None, "Smallest bin edge in arcmin (default: two pixel sizes).", _optional(_positive)
@@ -286,7 +294,7 @@ class TwoPointSection:
 
 @dataclass(frozen=True)
 class AnalysisSection:
-    """``analysis:`` — reduction over realisations (SCIENCE.md 8-9)."""
+    """``analysis:`` — reduction over realisations (Berlfein+24 Eqs. 19-26; docs/science/tables.rst)."""
 
     alpha: float = _param(0.05, "Significance level of the likelihood-ratio tests.", _open_unit)
 

@@ -28,7 +28,7 @@ random numbers: scenario differences are not blurred by sample variance).
 Scenario and method indices are positions in :data:`hpcsys.config.SCENARIOS`
 and :data:`hpcsys.config.METHOD_NAMES`, independent of the configured subsets.
 
-Per realisation (SCIENCE.md section 7):
+Per realisation (docs/science/tables.rst):
 
 * w(theta) of the true field, the observed field and of every method's
   corrected map (TreeCorr, :mod:`hpcsys.measure.twopoint`);
@@ -40,11 +40,12 @@ Per realisation (SCIENCE.md section 7):
   uses the diagonal variances. Where a method reports no variance (e.g. the
   elastic net) the coefficients are not debiased. For weighting methods
   (ISD) the corrected w is the re-measured w of the weighted map;
-* maximum-likelihood fits of every model in :data:`FIT_MODELS` under each
-  configured likelihood (in the original template basis; the maxima, and so
-  the LRTs, do not depend on the basis) and the likelihood-ratio tests of
-  :data:`LRT_PAIRS` (Berlfein+24 Eq. 19) with ``dof`` the difference of
-  :func:`hpcsys.core.likelihood.n_params`.
+* maximum-likelihood fits of every model in
+  :data:`hpcsys.core.models.FIT_MODELS` under each configured likelihood (in
+  the original template basis; the maxima, and so the LRTs, do not depend on
+  the basis) and the likelihood-ratio tests of
+  :data:`hpcsys.core.models.LRT_PAIRS` (Berlfein+24 Eq. 19), both by
+  :func:`hpcsys.core.comparison.compare_models`.
 """
 
 from __future__ import annotations
@@ -58,12 +59,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpcsys import seeds
-from hpcsys.config import METHOD_NAMES, SCENARIOS, Config, ConfigError
+from hpcsys.config import METHOD_NAMES, REMEASURED_METHODS, SCENARIOS, Config, ConfigError
+from hpcsys.core.comparison import LRTMatrix, MLEGrid, compare_models
 from hpcsys.core.correction import correct_w, correct_w_diag, debias
-from hpcsys.core.fit import fit_mle
-from hpcsys.core.likelihood import n_params
 from hpcsys.core.pca import pca_rotation
-from hpcsys.core.stats import likelihood_ratio_test
 from hpcsys.measure.twopoint import PixelCorrelator, angular_bins, rotate_xi
 from hpcsys.methods import MapData, run_method
 from hpcsys.methods.base import MethodResult
@@ -75,33 +74,34 @@ from hpcsys.sims.templates import correlation_matrix, draw_templates, template_n
 from hpcsys.sims.truth import TrueCoefficients, draw_truth
 
 __all__ = [
-    "FIT_MODELS",
-    "LRT_PAIRS",
     "STAGES",
-    "WEIGHTING_METHODS",
     "RealisationResult",
     "RunContext",
+    "TaskTimings",
     "TemplateSet",
     "make_mock",
     "prepare_run",
     "run_realisation",
 ]
 
-#: Methods that correct the map by weights; their corrected w is re-measured.
-WEIGHTING_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3")
-
-#: Models fitted by maximum likelihood for the LRT matrix (Berlfein+24 Eq. 19).
-FIT_MODELS: tuple[str, ...] = ("null", "additive", "multiplicative", "combined")
-#: (null model, alternative model) pairs of the likelihood-ratio tests.
-LRT_PAIRS: tuple[tuple[str, str], ...] = (
-    ("null", "additive"),
-    ("null", "multiplicative"),
-    ("null", "combined"),
-    ("additive", "combined"),
-    ("multiplicative", "combined"),
-)
 #: Timed stages of one realisation, in order.
 STAGES: tuple[str, ...] = ("mock", "methods", "mle", "twopoint", "total")
+
+
+@dataclass(frozen=True)
+class TaskTimings:
+    """Cost of one task.
+
+    Attributes
+    ----------
+    stage_seconds : ndarray, shape (len(STAGES),)
+        Wall time of each stage of :data:`STAGES`.
+    peak_memory_mb : float
+        Peak resident memory of the process after this task.
+    """
+
+    stage_seconds: np.ndarray
+    peak_memory_mb: float
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class RealisationResult:
 
     Shapes: K templates, M methods (``config.methods.names`` order), L
     likelihoods (``config.methods.likelihoods`` order), F = len(FIT_MODELS),
-    Q = len(LRT_PAIRS), B angular bins.
+    Q = len(LRT_PAIRS) (:mod:`hpcsys.core.models`), B angular bins. The HDF5
+    layout of ``results.h5`` follows this nesting (:mod:`hpcsys.io.schema`).
 
     Attributes
     ----------
@@ -133,17 +134,11 @@ class RealisationResult:
         Eq. 16 with template autocorrelations only (no cross terms), ``nan`` for ISD.
     w_remeasured : ndarray, shape (M, B)
         w(theta) of each method's corrected map.
-    mle_loglike : ndarray, shape (F, L)
-        Maximum log-likelihood of each model and likelihood.
-    mle_converged, mle_hit_pole : ndarray of bool, shape (F, L)
-    mle_a, mle_b, mle_a_err, mle_b_err : ndarray, shape (F, L, K)
-    mle_s, mle_g : ndarray, shape (F, L)
-    lrt_lambda, lrt_pvalue : ndarray, shape (Q, L)
-        Eq. 19 statistic and its Wilks chi-square p-value.
-    lrt_dof : ndarray of int, shape (Q,)
-    stage_seconds : ndarray, shape (len(STAGES),)
-    peak_memory_mb : float
-        Peak resident memory of the process after this task.
+    mle : MLEGrid
+        Maximum-likelihood fits, (F, L) and (F, L, K) arrays.
+    lrt : LRTMatrix
+        Eq. 19 statistic, its Wilks chi-square p-value (Q, L) and dof (Q,).
+    timings : TaskTimings
     """
 
     scenario: str
@@ -158,20 +153,9 @@ class RealisationResult:
     w_corrected: np.ndarray
     w_corrected_diag: np.ndarray
     w_remeasured: np.ndarray
-    mle_loglike: np.ndarray
-    mle_converged: np.ndarray
-    mle_hit_pole: np.ndarray
-    mle_a: np.ndarray
-    mle_b: np.ndarray
-    mle_a_err: np.ndarray
-    mle_b_err: np.ndarray
-    mle_s: np.ndarray
-    mle_g: np.ndarray
-    lrt_lambda: np.ndarray
-    lrt_pvalue: np.ndarray
-    lrt_dof: np.ndarray
-    stage_seconds: np.ndarray
-    peak_memory_mb: float
+    mle: MLEGrid
+    lrt: LRTMatrix
+    timings: TaskTimings
 
 
 # --------------------------------------------------------------------------- run context
@@ -321,7 +305,7 @@ def _check_task(ctx: RunContext, scenario: str, index: int) -> None:
 
 def make_mock(ctx: RunContext, scenario: str, index: int,
               templates: TemplateSet | None = None) -> Mock:
-    """The mock observation of one realisation and scenario (SCIENCE.md 1, 3).
+    """The mock observation of one realisation and scenario (Berlfein+24 Eqs. 11-13).
 
     The true field uses stream ``field`` and the counts stream ``counts``,
     both keyed by ``index`` only.
@@ -365,8 +349,44 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _run_methods(ctx: RunContext, scenario: str, index: int, mock: Mock,
+                 tset: TemplateSet) -> tuple[MethodResult, ...]:
+    """Every configured method on the observed map (stream ``method``)."""
+    cfg = ctx.config
+    data = MapData(delta=mock.delta_obs, templates=tset.templates, pixels=ctx.footprint.pixels,
+                   nside=cfg.sky.nside, names=ctx.template_names)
+    s_idx = SCENARIOS.index(scenario)
+    return tuple(
+        run_method(name, data, cfg.methods,
+                   seeds.seed_sequence(cfg.run.master_seed, "method", s_idx, index,
+                                       METHOD_NAMES.index(name)))
+        for name in cfg.methods.names
+    )
+
+
+def _measure_w(ctx: RunContext, mock: Mock, methods: tuple[MethodResult, ...],
+               tset: TemplateSet) -> tuple[np.ndarray, ...]:
+    """``w_true, w_obs, w_corrected, w_corrected_diag, w_remeasured`` of one task."""
+    # true, observed and every corrected map, two maps per TreeCorr run
+    w_all = ctx.correlator.w_many(
+        np.stack([mock.delta_true, mock.delta_obs, *(res.corrected for res in methods)]))
+    w_true, w_obs, w_remeasured = w_all[0], w_all[1], w_all[2:]
+    M, B = len(methods), w_obs.shape[0]
+    w_corrected, w_diag = np.full((M, B), np.nan), np.full((M, B), np.nan)
+    for m, res in enumerate(methods):
+        if res.name in REMEASURED_METHODS:
+            w_corrected[m] = w_remeasured[m]
+        else:
+            w_corrected[m], w_diag[m] = _corrected_w(w_obs, res, tset)
+    return w_true, w_obs, w_corrected, w_diag, w_remeasured
+
+
 def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationResult:
     """Mock, methods, MLE fits, LRTs and all w(theta) of one task.
+
+    The stages (timed in :class:`TaskTimings`, names :data:`STAGES`): the mock
+    (:func:`make_mock`), the methods, the model comparison
+    (:func:`hpcsys.core.comparison.compare_models`) and w(theta).
 
     Parameters
     ----------
@@ -394,60 +414,16 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     seconds["mock"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    data = MapData(delta=mock.delta_obs, templates=tset.templates, pixels=ctx.footprint.pixels,
-                   nside=cfg.sky.nside, names=ctx.template_names)
-    s_idx = SCENARIOS.index(scenario)
-    methods = tuple(
-        run_method(name, data, cfg.methods,
-                   seeds.seed_sequence(master, "method", s_idx, index, METHOD_NAMES.index(name)))
-        for name in cfg.methods.names
-    )
+    methods = _run_methods(ctx, scenario, index, mock, tset)
     seconds["methods"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    liks = cfg.methods.likelihoods
-    K = tset.templates.shape[0]
-    F, L, Q = len(FIT_MODELS), len(liks), len(LRT_PAIRS)
-    loglike = np.full((F, L), np.nan)
-    converged = np.zeros((F, L), dtype=bool)
-    hit_pole = np.zeros((F, L), dtype=bool)
-    mle_a, mle_b = np.zeros((F, L, K)), np.zeros((F, L, K))
-    mle_a_err, mle_b_err = np.full((F, L, K), np.nan), np.full((F, L, K), np.nan)
-    mle_s, mle_g = np.full((F, L), np.nan), np.full((F, L), np.nan)
-    for f, model in enumerate(FIT_MODELS):
-        for j, lik in enumerate(liks):
-            fit = fit_mle(mock.delta_obs, tset.templates, model, lik,
-                          max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol)
-            loglike[f, j] = fit.loglike
-            converged[f, j] = fit.converged
-            hit_pole[f, j] = fit.hit_pole
-            mle_a[f, j], mle_b[f, j] = fit.a, fit.b
-            mle_a_err[f, j], mle_b_err[f, j] = fit.a_err, fit.b_err
-            mle_s[f, j], mle_g[f, j] = fit.s, fit.g
-    lrt_lambda, lrt_pvalue = np.full((Q, L), np.nan), np.full((Q, L), np.nan)
-    lrt_dof = np.zeros(Q, dtype=int)
-    for q, (null, alt) in enumerate(LRT_PAIRS):
-        f0, f1 = FIT_MODELS.index(null), FIT_MODELS.index(alt)
-        for j, lik in enumerate(liks):
-            dof = n_params(alt, lik, K) - n_params(null, lik, K)
-            lrt = likelihood_ratio_test(loglike[f0, j], loglike[f1, j], dof)
-            lrt_lambda[q, j] = float(lrt.statistic)
-            lrt_pvalue[q, j] = float(lrt.pvalue)
-            lrt_dof[q] = dof
+    comparison = compare_models(mock.delta_obs, tset.templates, cfg.methods.likelihoods,
+                                max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol)
     seconds["mle"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # true, observed and every corrected map, two maps per TreeCorr run
-    w_all = ctx.correlator.w_many(
-        np.stack([mock.delta_true, mock.delta_obs, *(res.corrected for res in methods)]))
-    w_true, w_obs, w_remeasured = w_all[0], w_all[1], w_all[2:]
-    M, B = len(methods), w_obs.shape[0]
-    w_corrected, w_diag = np.full((M, B), np.nan), np.full((M, B), np.nan)
-    for m, res in enumerate(methods):
-        if res.name in WEIGHTING_METHODS:
-            w_corrected[m] = w_remeasured[m]
-        else:
-            w_corrected[m], w_diag[m] = _corrected_w(w_obs, res, tset)
+    w_true, w_obs, w_corrected, w_diag, w_remeasured = _measure_w(ctx, mock, methods, tset)
     seconds["twopoint"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 
@@ -465,18 +441,8 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
         w_corrected=w_corrected,
         w_corrected_diag=w_diag,
         w_remeasured=w_remeasured,
-        mle_loglike=loglike,
-        mle_converged=converged,
-        mle_hit_pole=hit_pole,
-        mle_a=mle_a,
-        mle_b=mle_b,
-        mle_a_err=mle_a_err,
-        mle_b_err=mle_b_err,
-        mle_s=mle_s,
-        mle_g=mle_g,
-        lrt_lambda=lrt_lambda,
-        lrt_pvalue=lrt_pvalue,
-        lrt_dof=lrt_dof,
-        stage_seconds=np.array([seconds[s] for s in STAGES]),
-        peak_memory_mb=_peak_memory_mb(),
+        mle=comparison.mle,
+        lrt=comparison.lrt,
+        timings=TaskTimings(stage_seconds=np.array([seconds[s] for s in STAGES]),
+                            peak_memory_mb=_peak_memory_mb()),
     )

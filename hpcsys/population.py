@@ -11,7 +11,7 @@ Berlfein+24 Eqs. 17-18,
 
 and the posterior width on the shared ``(a, b)`` (Laplace approximation: the
 inverse Hessian of ``-ln L_N`` at its maximum) must shrink as ``1/sqrt(N)``
-(SCIENCE.md section 8, "population view").
+(the population view of docs/science/tables.rst).
 
 :func:`fit_population` maximises ``ln L_N`` (the per-realisation likelihoods
 are :func:`hpcsys.core.likelihood.loglike`, vmapped over realisations) and
@@ -20,7 +20,7 @@ on disjoint groups of ``N`` realisations for several ``N`` and fits the slope
 of ``log(width)`` against ``log(N)``, which should be ``-1/2``. Next to the
 Laplace width it reports the mock-to-mock scatter of the joint estimates: on
 a spatially correlated sky the likelihood treats pixels as independent and
-the scatter exceeds the width (SCIENCE.md section 9), but both shrink as
+the scatter exceeds the width (docs/correlated_pixels.rst), but both shrink as
 ``1/sqrt(N)`` because the realisations are independent.
 
 Compile once per shape: the objective always sees the full ``(N_max, Npix)``
@@ -42,8 +42,8 @@ import numpy as np
 from jax import Array, lax
 from scipy import optimize, stats
 
-from hpcsys.core.contamination import MODELS
 from hpcsys.core.likelihood import loglike, param_layout
+from hpcsys.core.models import MODELS
 
 __all__ = [
     "PopulationConvergence",
@@ -433,8 +433,7 @@ def population_convergence(
     split into consecutive disjoint groups of N, and each group is fitted with
     :func:`fit_population`. The slope of ``log(width)`` on ``log(N)`` over all
     groups (ordinary least squares, standard error from the residuals) tests
-    the ``1/sqrt(N)`` shrinkage of the population posterior (SCIENCE.md
-    section 8).
+    the ``1/sqrt(N)`` shrinkage of the population posterior (docs/science/tables.rst).
 
     Parameters
     ----------

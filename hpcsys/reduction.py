@@ -1,4 +1,4 @@
-"""Reduction over realisations: Table 2, Table 3 and parameter recovery (SCIENCE.md 8-9).
+"""Reduction over realisations: Table 2, Table 3 and parameter recovery (Berlfein+24 Eqs. 19-26; docs/science/tables.rst).
 
 Inputs are the per-scenario arrays of an aggregated results file
 (:class:`hpcsys.io.ScenarioData`); outputs are the typed tables of
@@ -9,7 +9,7 @@ Inputs are the per-scenario arrays of an aggregated results file
   p-values (assumes independent pixels) and mock-calibrated against the
   empirical distribution of lambda in the ``null`` scenario
   (``p = (1 + #{lambda_null >= lambda}) / (1 + M)``, leave-one-out for the null
-  scenario itself), the calibrated alternative of SCIENCE.md section 9. With M
+  scenario itself), the calibrated alternative of docs/correlated_pixels.rst. With M
   null realisations no p-value is below 1/(M + 1): the calibrated test can only
   reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
 * Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
+from hpcsys.core.models import MODELS
 from hpcsys.core.stats import (
     amplitude_fit,
     binomial_fraction,
@@ -44,12 +45,9 @@ __all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "table2", "table
 #: Scenario whose lambda distribution calibrates the tests of Table 2.
 NULL_SCENARIO = "null"
 _Z95 = 1.959963984540054
-#: Which coefficient blocks each contamination model estimates.
-_ESTIMATES = {"additive": (True, False), "multiplicative": (False, True),
-              "combined": (True, True)}
 
 
-def _np(x: object) -> np.ndarray:
+def _as_f64(x: object) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -76,19 +74,19 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
     """
     scen = tuple(data)
     S, Q, L = len(scen), len(lrt_pairs), len(likelihoods)
-    fw, ew, fc, ec = (np.full((S, Q, L), np.nan) for _ in range(4))
+    frac_wilks, err_wilks, frac_cal, err_cal = (np.full((S, Q, L), np.nan) for _ in range(4))
     crit = np.full((Q, L), np.nan)
     null = data.get(null_scenario)
     with jax.enable_x64(True):
         if null is not None:
             for q in range(Q):
                 for li in range(L):
-                    lam0 = null.lrt.lam[:, q, li]
+                    lam0 = null.lrt.statistic[:, q, li]
                     lam0 = lam0[np.isfinite(lam0)]
                     if lam0.size:
                         crit[q, li] = np.quantile(lam0, 1.0 - alpha)
         for s, name in enumerate(scen):
-            lam, pval = data[name].lrt.lam, data[name].lrt.pvalue
+            lam, pval = data[name].lrt.statistic, data[name].lrt.pvalue
             for q in range(Q):
                 for li in range(L):
                     ok = np.isfinite(lam[:, q, li])
@@ -97,24 +95,24 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
                         continue
                     k = int(np.sum(pval[ok, q, li] < alpha))
                     f, e = binomial_fraction(k, n)
-                    fw[s, q, li], ew[s, q, li] = float(f), float(e)
+                    frac_wilks[s, q, li], err_wilks[s, q, li] = float(f), float(e)
                     if null is not None:
-                        lam0 = null.lrt.lam[:, q, li]
+                        lam0 = null.lrt.statistic[:, q, li]
                         x = lam[ok, q, li]
                         if name == null_scenario:  # leave-one-out: a draw is not its own null
                             keep = ~np.eye(lam0.shape[0], dtype=bool)[ok]
                             p_emp = np.array([float(empirical_pvalue(xi, lam0[k]))
                                               for xi, k in zip(x, keep)])
                         else:
-                            p_emp = _np(empirical_pvalue(x, lam0))
+                            p_emp = _as_f64(empirical_pvalue(x, lam0))
                         f, e = binomial_fraction(int(np.sum(p_emp <= alpha)), n)
-                        fc[s, q, li], ec[s, q, li] = float(f), float(e)
+                        frac_cal[s, q, li], err_cal[s, q, li] = float(f), float(e)
     return Table2(
         scenarios=scen, lrt_pairs=tuple(lrt_pairs), likelihoods=tuple(likelihoods),
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
         alpha=float(alpha), null_scenario=null_scenario if null is not None else "",
-        critical_lambda=crit, fraction_wilks=fw, error_wilks=ew,
-        fraction_calibrated=fc, error_calibrated=ec)
+        critical_lambda=crit, fraction_wilks=frac_wilks, error_wilks=err_wilks,
+        fraction_calibrated=frac_cal, error_calibrated=err_cal)
 
 
 def _mean_err(x: np.ndarray) -> tuple[float, float]:
@@ -135,31 +133,31 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     est = ("uncorrected", *methods)
     S, E = len(scen), len(est)
     mean, err, mean_d, err_d = (np.full((S, E), np.nan) for _ in range(4))
-    hart = np.full(S, np.nan)
-    sig = np.full(S, np.nan)
+    hartlap = np.full(S, np.nan)
+    sigma_A = np.full(S, np.nan)
     B = 0
     with jax.enable_x64(True):
         for s, name in enumerate(scen):
             d = data[name]
-            wt = _np(d.w_true)
+            wt = _as_f64(d.w_true)
             N, B = wt.shape
             if N <= B + 2:
                 continue
-            hart[s] = (N - B - 2.0) / (N - 1.0)
+            hartlap[s] = (N - B - 2.0) / (N - 1.0)
             cinv = hartlap_inverse(sample_covariance(wt), N)
             w_ref = wt.mean(axis=0)
             A_true, sigma = amplitude_fit(wt, w_ref, cinv)
-            A_true, sig[s] = _np(A_true), float(_np(sigma)[0])
-            full = [_np(d.w_obs)] + [_np(d.w_corrected[:, m]) for m in range(len(methods))]
-            diag = [_np(d.w_obs)] + [_np(d.w_corrected_diag[:, m]) for m in range(len(methods))]
+            A_true, sigma_A[s] = _as_f64(A_true), float(_as_f64(sigma)[0])
+            full = [_as_f64(d.w_obs)] + [_as_f64(d.w_corrected[:, m]) for m in range(len(methods))]
+            diag = [_as_f64(d.w_obs)] + [_as_f64(d.w_corrected_diag[:, m]) for m in range(len(methods))]
             for e in range(E):
                 for w, out_m, out_e in ((full[e], mean, err), (diag[e], mean_d, err_d)):
-                    A = _np(amplitude_fit(w, w_ref, cinv).A)
-                    out_m[s, e], out_e[s, e] = _mean_err((A - A_true) / sig[s])
+                    A = _as_f64(amplitude_fit(w, w_ref, cinv).A)
+                    out_m[s, e], out_e[s, e] = _mean_err((A - A_true) / sigma_A[s])
     return Table3(
         scenarios=scen, estimators=est,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
-        n_bins=int(B), hartlap_factor=hart, sigma_A=sig, mean_dA_over_sigma=mean,
+        n_bins=int(B), hartlap_factor=hartlap, sigma_A=sigma_A, mean_dA_over_sigma=mean,
         error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d)
 
 
@@ -182,7 +180,7 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
         N = d.n_realisations
         for m, meth in enumerate(methods):
             ma = d.methods[meth]
-            has_a, has_b = _ESTIMATES.get(ma.model, (True, True))
+            has_a, has_b = MODELS.get(ma.model, (True, True))
             blocks = []
             if has_a:
                 blocks.append((0, ma.a, ma.a_err, d.a_true))
@@ -190,7 +188,7 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
                 blocks.append((K, ma.b, ma.b_err, d.b_true))
             for off, est, est_err, truth in blocks:
                 for i in range(K):
-                    x, e, t = _np(est[:, i]), _np(est_err[:, i]), _np(truth[:, i])
+                    x, e, t = _as_f64(est[:, i]), _as_f64(est_err[:, i]), _as_f64(truth[:, i])
                     diff = x - t
                     p = off + i
                     out["bias"][s, m, p] = diff.mean()

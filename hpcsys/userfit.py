@@ -7,10 +7,12 @@ Python API
 (:func:`hpcsys.io.maps.prepare_maps`: the handling of every kind of bad input
 is tabulated there), run the chosen methods (:func:`hpcsys.methods.run_method`)
 and the maximum-likelihood fits of every model in
-:data:`hpcsys.pipeline.FIT_MODELS` under each chosen likelihood
+:data:`hpcsys.core.models.FIT_MODELS` under each chosen likelihood
 (:func:`hpcsys.core.fit.fit_mle`, Berlfein+24 Eqs. 17-18), and compute the
-likelihood-ratio tests of :data:`hpcsys.pipeline.LRT_PAIRS` (Berlfein+24
-Eq. 19, Wilks chi-square p-values). :func:`write_fit_result` stores a
+likelihood-ratio tests of :data:`hpcsys.core.models.LRT_PAIRS` (Berlfein+24
+Eq. 19, Wilks chi-square p-values), all by
+:func:`hpcsys.core.comparison.compare_models`, as the pipeline does.
+:func:`write_fit_result` stores a
 :class:`FitResult` in HDF5 (and optionally one method's weights as a FITS
 map); :func:`read_fit_result` reads it back.
 
@@ -30,10 +32,10 @@ Conventions
   pipeline gives method ``m`` of scenario 0, realisation 0, so a method's
   result does not depend on which other methods run.
 * The LRT p-values assume independent pixels (Wilks); on maps with
-  large-scale structure they are too small (SCIENCE.md section 9): treat them
+  large-scale structure they are too small (docs/correlated_pixels.rst): treat them
   as a screening statistic and calibrate with mocks.
 
-HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 1``)
+HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 2``)
 ------------------------------------------------------------------
 Written with :func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
 scalars and strings attributes, nested dataclasses groups):
@@ -46,9 +48,12 @@ scalars and strings attributes, nested dataclasses groups):
   pixels, order of ``/map/pixels``); group ``diagnostics`` (attributes
   ``converged, n_iterations, acceptance_fraction, autocorr_time,
   effective_samples, hit_pole, wall_time, message``).
-* ``/mle/<j>/`` for each (model, likelihood), models outer: attributes
-  ``model, likelihood, s, g, loglike, converged, n_iter, hit_pole, message``;
-  datasets ``theta`` (P), ``a, b, a_err, b_err`` (K), ``cov`` (P, P).
+* ``/mle/<j>/`` for each (model, likelihood), models outer: the fields of
+  :class:`hpcsys.core.fit.MLEResult`: attributes ``model, likelihood, closed,
+  s, g, loglike, converged, n_iter, hit_pole, status, decrement``; datasets
+  ``theta`` (P), ``a, b, a_err, b_err`` (K), ``cov`` (P, P). (Version 1 held
+  ``message``, ``s_err`` and ``g_err`` instead of ``closed, status,
+  decrement``; they are properties of ``MLEResult`` now.)
 * ``/lrt/``: one row per (pair, likelihood): ``null_model, alt_model,
   likelihood`` (strings), ``dof``, ``statistic`` (lambda), ``pvalue``,
   ``converged`` (both fits converged without hitting the pole).
@@ -82,6 +87,7 @@ import numpy as np
 from hpcsys._version import __version__
 from hpcsys.config import (
     METHOD_NAMES,
+    WEIGHT_MAP_METHODS,
     Config,
     ConfigError,
     MethodsSection,
@@ -92,14 +98,13 @@ from hpcsys.io.maps import MapInputError, PreparedMaps, load_user_maps, prepare_
 from hpcsys.seeds import seed_sequence
 
 if TYPE_CHECKING:
+    from hpcsys.core.comparison import ModelComparison
     from hpcsys.core.fit import MLEResult
     from hpcsys.methods.base import MethodResult
 
 __all__ = [
-    "WEIGHTING_METHODS",
     "FitResult",
     "LRTTable",
-    "MLEFit",
     "MapSummary",
     "convergence_warnings",
     "fit_files",
@@ -113,10 +118,8 @@ __all__ = [
     "write_weight_map",
 ]
 
-#: Methods whose per-pixel weights ``1/(1 + b.t_p)`` can be written as a FITS map.
-WEIGHTING_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3", "MCMC-comb")
 _FORMAT = "hpcsys-fit"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 # --------------------------------------------------------------------------- results
@@ -203,47 +206,6 @@ class LRTTable:
 
 
 @dataclass(frozen=True)
-class MLEFit:
-    """One maximum-likelihood fit (Berlfein+24 Eqs. 17-18), as stored.
-
-    The fields of :class:`hpcsys.core.fit.MLEResult` plus the errors of ``s``
-    and ``g``; see there for their meaning. ``a``/``b`` are zero and their
-    errors ``nan`` where the model has no such term.
-    """
-
-    model: str
-    likelihood: str
-    theta: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    s: float
-    g: float
-    cov: np.ndarray
-    a_err: np.ndarray
-    b_err: np.ndarray
-    s_err: float
-    g_err: float
-    loglike: float
-    converged: bool
-    n_iter: int
-    hit_pole: bool
-    message: str
-
-    @classmethod
-    def from_result(cls, r: MLEResult) -> MLEFit:
-        """Copy an :class:`~hpcsys.core.fit.MLEResult` into NumPy types."""
-        return cls(
-            model=r.model, likelihood=r.likelihood, theta=np.asarray(r.theta, dtype=np.float64),
-            a=np.asarray(r.a, dtype=np.float64), b=np.asarray(r.b, dtype=np.float64),
-            s=float(r.s), g=float(r.g), cov=np.asarray(r.cov, dtype=np.float64),
-            a_err=np.asarray(r.a_err, dtype=np.float64),
-            b_err=np.asarray(r.b_err, dtype=np.float64), s_err=float(r.s_err),
-            g_err=float(r.g_err), loglike=float(r.loglike), converged=bool(r.converged),
-            n_iter=int(r.n_iter), hit_pole=bool(r.hit_pole), message=str(r.message),
-        )
-
-
-@dataclass(frozen=True)
 class FitResult:
     """Everything ``hpcsys fit`` measured on one set of user maps.
 
@@ -251,8 +213,8 @@ class FitResult:
     ----------
     methods : tuple of MethodResult
         One per method run, in ``settings.names`` order.
-    mle : tuple of MLEFit
-        One per (model, likelihood): models of :data:`~hpcsys.pipeline.FIT_MODELS`
+    mle : tuple of MLEResult
+        One per (model, likelihood): models of :data:`~hpcsys.core.models.FIT_MODELS`
         outer, ``settings.likelihoods`` inner.
     lrt : LRTTable
     map : MapSummary
@@ -266,7 +228,7 @@ class FitResult:
     """
 
     methods: tuple[MethodResult, ...]
-    mle: tuple[MLEFit, ...]
+    mle: tuple[MLEResult, ...]
     lrt: LRTTable
     map: MapSummary
     settings: MethodsSection
@@ -281,7 +243,7 @@ class FitResult:
                 return r
         raise KeyError(f"method {name!r} was not run; ran {', '.join(r.name for r in self.methods)}")
 
-    def mle_fit(self, model: str, likelihood: str) -> MLEFit:
+    def mle_fit(self, model: str, likelihood: str) -> MLEResult:
         """The maximum-likelihood fit of ``model`` under ``likelihood``."""
         for r in self.mle:
             if r.model == model and r.likelihood == likelihood:
@@ -293,16 +255,18 @@ class FitResult:
 
 
 def _bind_method_result() -> None:
-    """Import :class:`~hpcsys.methods.base.MethodResult` on first use.
+    """Import :class:`~hpcsys.methods.base.MethodResult` and :class:`~hpcsys.core.fit.MLEResult` on first use.
 
     :mod:`hpcsys.methods` imports JAX, and the ``hpcsys`` parser imports this
     module before the run's threads and devices are configured, so the import
     waits until a fit runs or a result is read; binding the name here lets
     ``typing.get_type_hints(FitResult)`` (used to read results back) resolve it.
     """
+    from hpcsys.core.fit import MLEResult
     from hpcsys.methods.base import MethodResult
 
     globals()["MethodResult"] = MethodResult
+    globals()["MLEResult"] = MLEResult
 
 
 def method_seed(seed: int, name: str) -> np.random.SeedSequence:
@@ -369,10 +333,10 @@ def fit_prepared(
     """
     import jax
 
-    from hpcsys.core.fit import fit_mle
+    from hpcsys.core.comparison import compare_models
     from hpcsys.core.likelihood import n_params
+    from hpcsys.core.models import FIT_MODELS
     from hpcsys.methods import MapData, run_method
-    from hpcsys.pipeline import FIT_MODELS
 
     _bind_method_result()
     settings = _resolve_settings(settings, methods, likelihoods)
@@ -401,19 +365,9 @@ def fit_prepared(
         results = tuple(
             run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
         )
-        mle = tuple(
-            MLEFit.from_result(fit_mle(
-                data.delta,
-                data.templates,
-                model,
-                lik,
-                max_iter=settings.mle_max_iter,
-                tol=settings.mle_tol,
-            ))
-            for model in FIT_MODELS
-            for lik in settings.likelihoods
-        )
-    lrt = _lrt_table(mle, settings.likelihoods, K)
+        comparison = compare_models(data.delta, data.templates, settings.likelihoods,
+                                    max_iter=settings.mle_max_iter, tol=settings.mle_tol)
+    lrt = _lrt_table(comparison)
     names_in = (
         tuple(input_template_names)
         if input_template_names is not None
@@ -441,7 +395,7 @@ def fit_prepared(
     )
     return FitResult(
         methods=results,
-        mle=mle,
+        mle=comparison.fits,
         lrt=lrt,
         map=summary,
         settings=settings,
@@ -451,21 +405,18 @@ def fit_prepared(
     )
 
 
-def _lrt_table(mle: tuple[MLEFit, ...], likelihoods: tuple[str, ...], K: int) -> LRTTable:
-    """Berlfein+24 Eq. 19 for every pair of :data:`hpcsys.pipeline.LRT_PAIRS` and likelihood."""
-    from hpcsys.core.likelihood import n_params
-    from hpcsys.core.stats import likelihood_ratio_test
-    from hpcsys.pipeline import LRT_PAIRS
+def _lrt_table(comparison: ModelComparison) -> LRTTable:
+    """The LRT matrix of :func:`~hpcsys.core.comparison.compare_models` as one row per test."""
+    from hpcsys.core.models import LRT_PAIRS
 
-    fits = {(r.model, r.likelihood): r for r in mle}
     rows = []
-    for null, alt in LRT_PAIRS:
-        for lik in likelihoods:
-            f0, f1 = fits[(null, lik)], fits[(alt, lik)]
-            dof = n_params(alt, lik, K) - n_params(null, lik, K)
-            test = likelihood_ratio_test(f0.loglike, f1.loglike, dof)
+    for q, (null, alt) in enumerate(LRT_PAIRS):
+        for j, lik in enumerate(comparison.likelihoods):
+            f0, f1 = comparison.fit(null, lik), comparison.fit(alt, lik)
             ok = f0.converged and f1.converged and not (f0.hit_pole or f1.hit_pole)
-            rows.append((null, alt, lik, dof, float(test.statistic), float(test.pvalue), ok))
+            rows.append((null, alt, lik, int(comparison.lrt.dof[q]),
+                         float(comparison.lrt.statistic[q, j]), float(comparison.lrt.pvalue[q, j]),
+                         ok))
     cols = list(zip(*rows))
     return LRTTable(
         null_model=tuple(cols[0]),
@@ -571,7 +522,7 @@ def write_weight_map(result: FitResult, method: str, path: str | Path) -> None:
     ----------
     result : FitResult
     method : str
-        A method of :data:`WEIGHTING_METHODS` that was run.
+        A method of :data:`WEIGHT_MAP_METHODS` that was run.
     path : str or Path
         Output FITS file (overwritten). ``UNSEEN`` outside the footprint, RING.
 
@@ -582,10 +533,10 @@ def write_weight_map(result: FitResult, method: str, path: str | Path) -> None:
     """
     import healpy as hp
 
-    if method not in WEIGHTING_METHODS:
+    if method not in WEIGHT_MAP_METHODS:
         raise ConfigError(
             f"--weights-method {method}: not a weighting method; choose from "
-            f"{', '.join(WEIGHTING_METHODS)}"
+            f"{', '.join(WEIGHT_MAP_METHODS)}"
         )
     ran = [r.name for r in result.methods]
     if method not in ran:
@@ -622,7 +573,7 @@ def write_fit_result(
     weights_fits : str or Path, optional
         Also write ``weights_method``'s weights as a FITS map (:func:`write_weight_map`).
     weights_method : str
-        A method of :data:`WEIGHTING_METHODS` that was run.
+        A method of :data:`WEIGHT_MAP_METHODS` that was run.
     """
     import h5py
 
@@ -704,7 +655,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--weights-fits", metavar="W.fits", help="also write a FITS weight map")
     p.add_argument(
         "--weights-method", default="ISD-1", metavar="NAME",
-        help=f"method whose weights go to --weights-fits ({', '.join(WEIGHTING_METHODS)}; "
+        help=f"method whose weights go to --weights-fits ({', '.join(WEIGHT_MAP_METHODS)}; "
         "default ISD-1)",
     )
     p.add_argument("--seed", type=int, default=0, help="master seed of the method streams")
@@ -744,10 +695,10 @@ def run_cli(args: argparse.Namespace) -> int:
         _check_output(args.out, "--out")
         if args.weights_fits:
             _check_output(args.weights_fits, "--weights-fits")
-            if args.weights_method not in WEIGHTING_METHODS:
+            if args.weights_method not in WEIGHT_MAP_METHODS:
                 raise ConfigError(
                     f"--weights-method {args.weights_method}: not a weighting method; choose "
-                    f"from {', '.join(WEIGHTING_METHODS)}"
+                    f"from {', '.join(WEIGHT_MAP_METHODS)}"
                 )
             if args.weights_method not in settings.names:
                 raise ConfigError(

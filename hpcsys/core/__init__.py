@@ -6,38 +6,75 @@ No I/O, no MPI, no global state; every array function works under ``jit`` and
 Modules: :mod:`~hpcsys.core.contamination` (Eqs. 11-13),
 :mod:`~hpcsys.core.likelihood` (Eqs. 17-18), :mod:`~hpcsys.core.fit` (MLE),
 :mod:`~hpcsys.core.pca` (App. A), :mod:`~hpcsys.core.correction` (Eqs. 15-16,
-21), :mod:`~hpcsys.core.stats` (Eqs. 19, 24-26).
+21), :mod:`~hpcsys.core.stats` (Eqs. 19, 24-26), :mod:`~hpcsys.core.models`
+(the model vocabulary), :mod:`~hpcsys.core.comparison` (every model x likelihood
+and the LRT matrix).
+
+The names below are loaded on first access, so importing the pure-Python
+vocabulary (:mod:`hpcsys.core.models`) does not import JAX.
 """
 
-from hpcsys.core.contamination import MODELS, contaminate, decontaminate, template_sum
-from hpcsys.core.correction import contaminate_w, correct_w, correct_w_diag, debias
-from hpcsys.core.fit import MLEResult, fit_mle, fit_mle_many
-from hpcsys.core.likelihood import LIKELIHOODS, loglike, n_params, pack, param_layout, unpack
-from hpcsys.core.pca import (
-    PCARotation,
-    cov_to_original,
-    pca_rotation,
-    rotate_templates,
-    to_original,
-)
-from hpcsys.core.stats import (
-    LRTResult,
-    amplitude_fit,
-    binomial_fraction,
-    empirical_pvalue,
-    hartlap_inverse,
-    likelihood_ratio_test,
-    sample_covariance,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> submodule of :mod:`hpcsys.core` defining it.
+_WHERE: dict[str, str] = {
+    "FIT_MODELS": "models",
+    "LIKELIHOODS": "models",
+    "LRTMatrix": "comparison",
+    "LRTResult": "stats",
+    "LRT_PAIRS": "models",
+    "MLEGrid": "comparison",
+    "MLEResult": "fit",
+    "MODELS": "models",
+    "ModelComparison": "comparison",
+    "ModelTerms": "models",
+    "PCARotation": "pca",
+    "SCENARIOS": "models",
+    "amplitude_fit": "stats",
+    "binomial_fraction": "stats",
+    "compare_models": "comparison",
+    "contaminate": "contamination",
+    "contaminate_w": "correction",
+    "correct_w": "correction",
+    "correct_w_diag": "correction",
+    "cov_to_original": "pca",
+    "debias": "correction",
+    "decontaminate": "contamination",
+    "empirical_pvalue": "stats",
+    "fit_mle": "fit",
+    "hartlap_inverse": "stats",
+    "likelihood_ratio_test": "stats",
+    "loglike": "likelihood",
+    "n_params": "likelihood",
+    "pack": "likelihood",
+    "param_layout": "likelihood",
+    "pca_rotation": "pca",
+    "rotate_templates": "pca",
+    "sample_covariance": "stats",
+    "template_sum": "contamination",
+    "to_original": "pca",
+    "unpack": "likelihood",
+}
 
 __all__ = [
+    "FIT_MODELS",
     "LIKELIHOODS",
+    "LRT_PAIRS",
     "MODELS",
+    "SCENARIOS",
+    "LRTMatrix",
     "LRTResult",
+    "MLEGrid",
     "MLEResult",
+    "ModelComparison",
+    "ModelTerms",
     "PCARotation",
     "amplitude_fit",
     "binomial_fraction",
+    "compare_models",
     "contaminate",
     "contaminate_w",
     "correct_w",
@@ -47,7 +84,6 @@ __all__ = [
     "decontaminate",
     "empirical_pvalue",
     "fit_mle",
-    "fit_mle_many",
     "hartlap_inverse",
     "likelihood_ratio_test",
     "loglike",
@@ -61,3 +97,15 @@ __all__ = [
     "to_original",
     "unpack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"hpcsys.core.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hpcsys.core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -13,15 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
-__all__ = ["MODELS", "contaminate", "decontaminate", "template_sum"]
-
-#: Contamination models: which of (a, b) a model contains.
-MODELS: dict[str, tuple[bool, bool]] = {
-    "null": (False, False),
-    "additive": (True, False),
-    "multiplicative": (False, True),
-    "combined": (True, True),
-}
+__all__ = ["contaminate", "decontaminate", "template_sum"]
 
 
 def template_sum(coef: Array, templates: Array) -> Array:

@@ -11,14 +11,9 @@ Method
 ------
 * Gaussian ``null`` and ``additive``: closed form. ``a`` is the least-squares
   solution ``(T T^T)^{-1} T delta``, ``s^2`` the mean squared residual.
-* Everything else: damped Newton on ``lnL`` with exact derivatives. The
-  log-likelihood is a sum over pixels of ``f(delta_p; u_p, v_p, s, g)`` with
-  ``u_p = a.t_p`` and ``v_p = b.t_p`` linear in the parameters, so the exact
-  Hessian is ``J^T diag(f'') J``: three weighted template Gram matrices
-  ``T diag(f_uu) T^T``, ``T diag(f_uv) T^T``, ``T diag(f_vv) T^T`` plus
-  rank-one terms in ``s`` and ``g``. The per-pixel derivatives ``f'`` and
-  ``f''`` come from :func:`jax.grad`/:func:`jax.hessian` of ``f``; pixels
-  are processed in cache-sized chunks when the map is large.
+* Everything else: damped Newton on ``lnL`` with the exact derivatives of
+  :func:`hpcsys.core.derivatives.loglike_derivatives` (per-pixel
+  :func:`jax.grad`/:func:`jax.hessian`, template Gram matrices, chunked sums).
 * Each Newton direction is followed by a backtracking (Armijo) line search
   that never leaves the domain ``s > 0``, ``1 + b.t_p > 0`` on every pixel:
   a trial point outside it has ``lnL = -inf`` and is refused, and the fit
@@ -37,31 +32,34 @@ Method
 
 The whole iteration is one ``lax.while_loop`` compiled once per
 (model, likelihood, K, Npix); :func:`fit_mle` wraps it into a
-:class:`MLEResult`. Run with float64 enabled (``jax_enable_x64``); in float32
-the default tolerance cannot be reached.
+:class:`MLEResult`, a JAX pytree, so many maps are fitted as one vectorised
+computation with ``jax.vmap(partial(fit_mle, templates=T, model=m,
+likelihood=l))(deltas)`` (the input checks that need concrete values are
+skipped under a transformation). The derivatives are in
+:mod:`hpcsys.core.derivatives`. Run with float64 enabled
+(``jax_enable_x64``); in float32 the default tolerance cannot be reached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from hpcsys.core.contamination import MODELS
-from hpcsys.core.likelihood import log_ndtr, loglike, param_layout, skewnormal_location
+from hpcsys.core.derivatives import CHUNK, loglike_derivatives
+from hpcsys.core.likelihood import loglike, param_layout
+from hpcsys.core.models import MODELS
 
-__all__ = ["MLEResult", "fit_mle", "fit_mle_many", "loglike_derivatives"]
+__all__ = ["MLEResult", "fit_mle", "loglike_derivatives"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
-_LOG_2 = math.log(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-#: Pixels per chunk when summing derivatives over large maps.
-_CHUNK = 1 << 14
 #: Maximum halvings of a line search.
 _MAX_HALVINGS = 60
 _ARMIJO = 1e-4
@@ -79,12 +77,19 @@ _MESSAGES = {
 
 @dataclass(frozen=True)
 class MLEResult:
-    """Maximum-likelihood fit of one contamination model.
+    """Maximum-likelihood fit of one contamination model (a JAX pytree).
+
+    ``model``, ``likelihood`` and ``closed`` are static (pytree metadata);
+    every other field is an array leaf, so ``jax.vmap`` of :func:`fit_mle`
+    returns one :class:`MLEResult` whose fields carry a leading batch axis.
+    An unbatched eager fit holds NumPy arrays and Python scalars.
 
     Attributes
     ----------
     model, likelihood : str
         The model and likelihood fitted.
+    closed : bool
+        The maximum is in closed form (Gaussian ``null`` and ``additive``).
     theta : ndarray, shape (P,)
         Parameter vector at the maximum (layout :func:`~hpcsys.core.likelihood.param_layout`).
     a, b : ndarray, shape (K,)
@@ -103,12 +108,15 @@ class MLEResult:
         Newton iterations taken (0 for a closed-form fit).
     hit_pole : bool
         A trial step was refused because ``1 + b.t_p <= 0`` on some pixel.
-    message : str
-        Why the iteration stopped.
+    status : int
+        Why the iteration stopped (code of :attr:`message`).
+    decrement : float
+        Half the Newton decrement, ``lambda^2/2``, at the returned point.
     """
 
     model: str
     likelihood: str
+    closed: bool
     theta: np.ndarray
     a: np.ndarray
     b: np.ndarray
@@ -121,170 +129,59 @@ class MLEResult:
     converged: bool
     n_iter: int
     hit_pole: bool
-    message: str
+    status: int
+    decrement: float
 
     @property
     def s_err(self) -> float:
         """Standard error of ``s``."""
-        i = param_layout(self.model, self.likelihood, self.a.shape[0]).s
-        return float(np.sqrt(self.cov[i, i]))
+        i = param_layout(self.model, self.likelihood, np.shape(self.a)[-1]).s
+        return _scalar(np.sqrt(np.asarray(self.cov)[..., i, i]))
 
     @property
     def g_err(self) -> float:
         """Standard error of ``g`` (``nan`` for the Gaussian likelihood)."""
-        lay = param_layout(self.model, self.likelihood, self.a.shape[0])
-        return float("nan") if lay.g is None else float(np.sqrt(self.cov[lay.g, lay.g]))
+        lay = param_layout(self.model, self.likelihood, np.shape(self.a)[-1])
+        cov = np.asarray(self.cov)
+        if lay.g is None:
+            return _scalar(np.full(cov.shape[:-2], np.nan))
+        return _scalar(np.sqrt(cov[..., lay.g, lay.g]))
+
+    @property
+    def message(self) -> str:
+        """Why the iteration stopped, with ``lambda^2/2`` (an array of str when batched)."""
+        prefix = "closed form (least squares); " if self.closed else ""
+        status, dec = np.asarray(self.status), np.asarray(self.decrement)
+        msgs = [f"{prefix}{_MESSAGES[int(s)]} (lambda^2/2 = {float(d):.3g})"
+                for s, d in zip(status.ravel(), dec.ravel())]
+        return msgs[0] if status.ndim == 0 else np.array(msgs).reshape(status.shape)
 
 
-# --------------------------------------------------------------------------- per-pixel terms
+_STATIC = ("model", "likelihood", "closed")
+_LEAVES = tuple(f.name for f in dataclasses.fields(MLEResult) if f.name not in _STATIC)
+jax.tree_util.register_pytree_node(
+    MLEResult,
+    lambda r: (tuple(getattr(r, n) for n in _LEAVES), tuple(getattr(r, n) for n in _STATIC)),
+    lambda aux, leaves: MLEResult(**dict(zip(_STATIC, aux)), **dict(zip(_LEAVES, leaves))),
+)
 
 
-def _pixel_gaussian(q: Array, d: Array) -> Array:
-    """Gaussian ``ln L`` of one pixel (Eq. 17) as a function of ``q = (u, v, s)``."""
-    u, v, s = q[0], q[1], q[2]
-    r = (d - u) / (1.0 + v)
-    return -0.5 * _LOG_2PI - jnp.log(s) - jnp.log(1.0 + v) - 0.5 * (r / s) ** 2
+def _scalar(x: np.ndarray):
+    return float(x) if np.ndim(x) == 0 else x
 
 
-def _pixel_skewnormal(q: Array, d: Array) -> Array:
-    """Skew-normal ``ln L`` of one pixel (Eq. 18) as a function of ``q = (u, v, s, g)``."""
-    u, v, s, g = q[0], q[1], q[2], q[3]
-    r = (d - u) / (1.0 + v)
-    z = (r - skewnormal_location(s, g)) / s
-    return _LOG_2 - 0.5 * _LOG_2PI - jnp.log(s) - jnp.log(1.0 + v) - 0.5 * z * z + log_ndtr(g * z)
+class _NewtonState(NamedTuple):
+    """Loop state of the Newton iteration (and its result)."""
 
-
-def _pixel_terms(q: Array, d: Array, likelihood: str) -> tuple[Array, Array, Array]:
-    """Value, gradient (..., Q) and Hessian (..., Q, Q) of the per-pixel ``ln L``."""
-    f = _pixel_gaussian if likelihood == "gaussian" else _pixel_skewnormal
-    val = jax.vmap(f)(q, d)
-    grad = jax.vmap(jax.grad(f))(q, d)
-    hess = jax.vmap(jax.hessian(f))(q, d)
-    return val, grad, hess
-
-
-def _chunk_sums(
-    theta: Array, delta: Array, templates: Array, weight: Array, model: str, likelihood: str
-) -> tuple[Array, Array, Array]:
-    """``lnL``, gradient and Hessian summed over the pixels of one chunk.
-
-    Returns the value, the gradient in the extended layout ``(a, b, s[, g])``
-    and the Hessian blocks needed by the model, assembled in the model layout.
-    """
-    K, _ = templates.shape
-    has_a, has_b = MODELS[model]
-    lay = param_layout(model, likelihood, K)
-    a = theta[lay.a] if has_a else None
-    b = theta[lay.b] if has_b else None
-    s = theta[lay.s]
-    zero = jnp.zeros_like(delta)
-    u = a @ templates if has_a else zero
-    v = b @ templates if has_b else zero
-    cols = [u, v, jnp.broadcast_to(s, delta.shape)]
-    if likelihood == "skewnormal":
-        cols.append(jnp.broadcast_to(theta[lay.g], delta.shape))
-    q = jnp.stack(cols, axis=-1)
-    val, gq, hq = _pixel_terms(q, delta, likelihood)
-    val = jnp.sum(weight * val)
-    gq = gq * weight[:, None]
-    hq = hq * weight[:, None, None]
-
-    # local coordinates present in this model: index into q, and whether it is
-    # a template direction (u, v: K parameters each) or a scalar (s, g: one).
-    local = []
-    if has_a:
-        local.append(0)
-    if has_b:
-        local.append(1)
-    local.append(2)
-    if likelihood == "skewnormal":
-        local.append(3)
-
-    def is_tmpl(i: int) -> bool:
-        return i in (0, 1)
-
-    grad_parts = [templates @ gq[:, i] if is_tmpl(i) else jnp.sum(gq[:, i])[None] for i in local]
-    grad = jnp.concatenate(grad_parts)
-
-    # template-template blocks in one GEMM: stack T * f_ij for every needed pair
-    tmpl = [i for i in local if is_tmpl(i)]
-    pairs = [(i, j) for n, i in enumerate(tmpl) for j in tmpl[n:]]
-    blocks: dict[tuple[int, int], Array] = {}
-    if pairs:
-        stacked = jnp.concatenate([templates * hq[:, i, j][None, :] for i, j in pairs], axis=0)
-        gram = stacked @ templates.T  # (len(pairs) K, K)
-        for n, (i, j) in enumerate(pairs):
-            blocks[(i, j)] = gram[n * K : (n + 1) * K]
-            blocks[(j, i)] = blocks[(i, j)].T
-    rows = []
-    for i in local:
-        row = []
-        for j in local:
-            if is_tmpl(i) and is_tmpl(j):
-                row.append(blocks[(i, j)])
-            elif is_tmpl(i):
-                row.append((templates @ hq[:, i, j])[:, None])
-            elif is_tmpl(j):
-                row.append((templates @ hq[:, i, j])[None, :])
-            else:
-                row.append(jnp.sum(hq[:, i, j]).reshape(1, 1))
-        rows.append(jnp.concatenate(row, axis=1))
-    hess = jnp.concatenate(rows, axis=0)
-    return val, grad, hess
-
-
-@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
-def loglike_derivatives(
-    theta: Array,
-    delta: Array,
-    templates: Array,
-    model: str,
-    likelihood: str,
-    chunk: int = _CHUNK,
-) -> tuple[Array, Array, Array]:
-    """Exact ``lnL``, gradient and Hessian at one parameter vector (Berlfein+24 Eqs. 17-18).
-
-    Parameters
-    ----------
-    theta : array, shape (P,)
-        Parameter vector inside the domain (``s > 0``, ``1 + b.t_p > 0``);
-        outside it the results are not finite.
-    delta : array, shape (Npix,)
-    templates : array, shape (K, Npix)
-    model, likelihood : str
-    chunk : int
-        Pixels per chunk; maps larger than this are summed chunk by chunk
-        (``lax.fori_loop`` over slices, then the remainder): bounded memory,
-        cache-sized intermediates, the same result to rounding.
-
-    Returns
-    -------
-    value : array, shape ()
-    grad : array, shape (P,)
-    hess : array, shape (P, P)
-    """
-    npix = delta.shape[0]
-    n_full = npix // chunk
-    if n_full <= 1:
-        return _chunk_sums(theta, delta, templates, jnp.ones_like(delta), model, likelihood)
-    ones = jnp.ones(chunk, dtype=delta.dtype)
-
-    def body(i, carry):
-        start = i * chunk
-        dc = lax.dynamic_slice_in_dim(delta, start, chunk)
-        tc = lax.dynamic_slice_in_dim(templates, start, chunk, axis=1)
-        val, grad, hess = _chunk_sums(theta, dc, tc, ones, model, likelihood)
-        return carry[0] + val, carry[1] + grad, carry[2] + hess
-
-    P = theta.shape[0]
-    init = (jnp.zeros((), delta.dtype), jnp.zeros(P, delta.dtype), jnp.zeros((P, P), delta.dtype))
-    val, grad, hess = lax.fori_loop(0, n_full, body, init)
-    tail = n_full * chunk
-    if tail < npix:
-        v2, g2, h2 = _chunk_sums(theta, delta[tail:], templates[:, tail:],
-                                 jnp.ones(npix - tail, dtype=delta.dtype), model, likelihood)
-        val, grad, hess = val + v2, grad + g2, hess + h2
-    return val, grad, hess
+    theta: Array
+    value: Array
+    grad: Array
+    hess: Array
+    step: Array
+    decrement: Array
+    n_iter: Array
+    status: Array
+    hit_pole: Array
 
 
 # --------------------------------------------------------------------------- start and closed form
@@ -372,6 +269,10 @@ def _value(theta: Array, delta: Array, templates: Array, model: str, likelihood:
     return lnl, pole
 
 
+def _finite(val: Array, grad: Array, hess: Array) -> Array:
+    return jnp.isfinite(val) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(hess))
+
+
 @partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
 def _newton(
     theta0: Array,
@@ -381,25 +282,25 @@ def _newton(
     tol: Array,
     model: str,
     likelihood: str,
-    chunk: int = _CHUNK,
-):
+    chunk: int = CHUNK,
+) -> _NewtonState:
     """Damped Newton ascent of ``lnL`` from ``theta0``; see the module docstring."""
     derivs = partial(loglike_derivatives, delta=delta, templates=templates, model=model,
                      likelihood=likelihood, chunk=chunk)
     value = partial(_value, delta=delta, templates=templates, model=model, likelihood=likelihood)
 
     val0, g0, h0 = derivs(theta0)
-    status0 = jnp.where(jnp.isfinite(val0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0)),
-                        _RUNNING, _NONFINITE)
+    status0 = jnp.where(_finite(val0, g0, h0), _RUNNING, _NONFINITE)
     step0, dec0, _ = _direction(g0, h0)
     status0 = jnp.where((status0 == _RUNNING) & (0.5 * dec0 < tol), _CONVERGED, status0)
-    init = (theta0, val0, g0, h0, step0, dec0, jnp.asarray(0), status0, jnp.asarray(False))
+    init = _NewtonState(theta0, val0, g0, h0, step0, dec0, jnp.asarray(0), status0,
+                        jnp.asarray(False))
 
-    def cond(state):
-        return state[7] == _RUNNING
+    def cond(state: _NewtonState) -> Array:
+        return state.status == _RUNNING
 
-    def body(state):
-        theta, val, grad, _, step, _, it, status, pole = state
+    def body(state: _NewtonState) -> _NewtonState:
+        theta, val, grad, step = state.theta, state.value, state.grad, state.step
         slope = grad @ step
 
         def ls_cond(ls):
@@ -418,38 +319,52 @@ def _newton(
                                jnp.asarray(False)))
         new_theta = jnp.where(ok, theta + t * step, theta)
         nval, ngrad, nhess = derivs(new_theta)
-        finite = jnp.isfinite(nval) & jnp.all(jnp.isfinite(ngrad)) & jnp.all(jnp.isfinite(nhess))
+        finite = _finite(nval, ngrad, nhess)
         nstep, ndec, _ = _direction(ngrad, nhess)
-        it = it + 1
+        it = state.n_iter + 1
         status = jnp.where(
             ~ok, _LINESEARCH,
             jnp.where(~finite, _NONFINITE,
                       jnp.where(0.5 * ndec < tol, _CONVERGED,
                                 jnp.where(it >= max_iter, _MAX_ITER, _RUNNING))))
-        return (new_theta, nval, ngrad, nhess, nstep, ndec, it, status, pole | pole_ls)
+        return _NewtonState(new_theta, nval, ngrad, nhess, nstep, ndec, it, status,
+                            state.hit_pole | pole_ls)
 
-    theta, val, grad, hess, _, dec, it, status, pole = lax.while_loop(cond, body, init)
-    return theta, val, grad, hess, dec, it, status, pole
+    return lax.while_loop(cond, body, init)
+
+
+@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
+def _at_point(theta: Array, delta: Array, templates: Array, tol: Array, model: str,
+              likelihood: str, chunk: int) -> _NewtonState:
+    """The state :func:`_newton` would return, without iterating (closed-form maxima)."""
+    val, grad, hess = loglike_derivatives(theta, delta, templates, model, likelihood, chunk)
+    step, dec, _ = _direction(grad, hess)
+    status = jnp.where(0.5 * dec < tol, _CONVERGED, _MAX_ITER)
+    return _NewtonState(theta, val, grad, hess, step, dec, jnp.asarray(0), status,
+                        jnp.asarray(False))
 
 
 # --------------------------------------------------------------------------- public entry
 
 
-def _check_inputs(delta: Array, templates: Array, batched: bool = False) -> tuple[Array, Array]:
+def _concrete(*xs) -> bool:
+    """No argument is a tracer (the value checks need concrete arrays)."""
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _check_inputs(delta: Array, templates: Array) -> tuple[Array, Array]:
     delta = jnp.asarray(delta)
     templates = jnp.asarray(templates)
-    want = 2 if batched else 1
-    if delta.ndim != want:
-        shape = "(R, Npix)" if batched else "(Npix,)"
-        raise ValueError(f"delta: expected shape {shape}, got {delta.shape}")
+    if delta.ndim != 1:
+        raise ValueError(f"delta: expected shape (Npix,), got {delta.shape}")
     npix = delta.shape[-1]
     if templates.ndim != 2 or templates.shape[1] != npix:
         raise ValueError(f"templates: expected shape (K, {npix}), got {templates.shape}")
     if templates.shape[0] >= npix:
         raise ValueError(f"templates: need fewer templates than pixels, got shape {templates.shape}")
-    if not bool(jnp.all(jnp.isfinite(delta))):
+    if _concrete(delta) and not bool(jnp.all(jnp.isfinite(delta))):
         raise ValueError("delta: contains non-finite values")
-    if not bool(jnp.all(jnp.isfinite(templates))):
+    if _concrete(templates) and not bool(jnp.all(jnp.isfinite(templates))):
         raise ValueError("templates: contains non-finite values")
     dtype = jnp.result_type(delta.dtype, templates.dtype, float)
     return delta.astype(dtype), templates.astype(dtype)
@@ -457,54 +372,76 @@ def _check_inputs(delta: Array, templates: Array, batched: bool = False) -> tupl
 
 def _check_theta0(theta0, delta, templates, model, likelihood, size) -> Array:
     theta0 = jnp.asarray(theta0, dtype=delta.dtype)
-    want = (*delta.shape[:-1], size)
-    if theta0.shape != want:
-        raise ValueError(f"theta0: expected shape {want} for {model}/{likelihood} "
+    if theta0.shape != (size,):
+        raise ValueError(f"theta0: expected shape {(size,)} for {model}/{likelihood} "
                          f"with K={templates.shape[0]}, got {theta0.shape}")
-    lnl = jax.vmap(loglike, in_axes=(0, 0, None, None, None))(
-        theta0.reshape(-1, size), delta.reshape(-1, delta.shape[-1]), templates, model, likelihood)
-    if not bool(jnp.all(jnp.isfinite(lnl))):
+    if _concrete(theta0, delta, templates) and not bool(
+            jnp.isfinite(loglike(theta0, delta, templates, model, likelihood))):
         raise ValueError("theta0: outside the domain (s <= 0 or 1 + b.t_p <= 0 on a pixel)")
     return theta0
 
 
-def _result(model: str, likelihood: str, K: int, closed: bool, theta, val, hess, dec, it, status,
-            pole) -> MLEResult:
-    """Package the arrays of one Newton run as an :class:`MLEResult`."""
-    lay = param_layout(model, likelihood, K)
-    status = int(status)
-    if status == _RUNNING:  # max_iter == 0 and not converged at the start
-        status = _MAX_ITER
-    message = _MESSAGES[status] + f" (lambda^2/2 = {0.5 * float(dec):.3g})"
-    if closed:
-        message = "closed form (least squares); " + message
-    theta = np.asarray(theta)
-    hess = np.asarray(hess)
+def _inverse(neg_hess: np.ndarray) -> np.ndarray:
+    """NumPy inverse of ``-H`` (``nan`` where singular): the covariance of an eager fit."""
     try:
-        cov = np.linalg.inv(-hess)
+        return np.linalg.inv(neg_hess)
     except np.linalg.LinAlgError:
-        cov = np.full_like(hess, np.nan)
-    diag = np.diag(cov)
-    err = np.sqrt(np.where(diag > 0, diag, np.nan))
-    zeros = np.zeros(K, dtype=theta.dtype)
-    nans = np.full(K, np.nan, dtype=theta.dtype)
-    return MLEResult(
+        return np.full_like(neg_hess, np.nan)
+
+
+def _result(model: str, likelihood: str, K: int, closed: bool, state: _NewtonState,
+            eager: bool) -> MLEResult:
+    """Package the state of one Newton run as an :class:`MLEResult`.
+
+    Eagerly the covariance is NumPy's (LAPACK) inverse and the leaves become
+    NumPy arrays and Python scalars; under a transformation (``vmap``, ``jit``)
+    everything stays in JAX and the covariance is :func:`jax.numpy.linalg.inv`
+    (equal to rounding).
+    """
+    lay = param_layout(model, likelihood, K)
+    if eager:
+        xp = np
+        state = _NewtonState(*(np.asarray(x) for x in state))
+        cov = _inverse(-state.hess)
+    else:
+        xp = jnp
+        cov = jnp.linalg.inv(-state.hess)
+    # max_iter == 0 and not converged at the start
+    status = xp.where(state.status == _RUNNING, _MAX_ITER, state.status)
+    theta = state.theta
+    diag = xp.diagonal(cov)
+    err = xp.sqrt(xp.where(diag > 0, diag, xp.nan))
+    zeros = xp.zeros(K, dtype=theta.dtype)
+    nans = xp.full(K, xp.nan, dtype=theta.dtype)
+    res = MLEResult(
         model=model,
         likelihood=likelihood,
+        closed=closed,
         theta=theta,
-        a=theta[lay.a].copy() if lay.a is not None else zeros,
-        b=theta[lay.b].copy() if lay.b is not None else zeros.copy(),
-        s=float(theta[lay.s]),
-        g=float(theta[lay.g]) if lay.g is not None else 0.0,
+        a=theta[lay.a] if lay.a is not None else zeros,
+        b=theta[lay.b] if lay.b is not None else zeros,
+        s=theta[lay.s],
+        g=theta[lay.g] if lay.g is not None else xp.zeros((), theta.dtype),
         cov=cov,
-        a_err=err[lay.a].copy() if lay.a is not None else nans,
-        b_err=err[lay.b].copy() if lay.b is not None else nans.copy(),
-        loglike=float(val),
+        a_err=err[lay.a] if lay.a is not None else nans,
+        b_err=err[lay.b] if lay.b is not None else nans,
+        loglike=state.value,
         converged=status == _CONVERGED,
-        n_iter=int(it),
-        hit_pole=bool(pole),
-        message=message,
+        n_iter=state.n_iter,
+        hit_pole=state.hit_pole,
+        status=status,
+        decrement=0.5 * state.decrement,
     )
+    return _to_host(res) if eager else res
+
+
+def _to_host(res: MLEResult) -> MLEResult:
+    """NumPy arrays (own copies) and Python scalars."""
+    def host(x):
+        x = np.asarray(x)
+        return x.item() if x.ndim == 0 else x.copy()
+
+    return jax.tree_util.tree_map(host, res)
 
 
 def fit_mle(
@@ -516,9 +453,14 @@ def fit_mle(
     theta0: Array | None = None,
     max_iter: int = 200,
     tol: float = 1e-9,
-    chunk: int = _CHUNK,
+    chunk: int = CHUNK,
 ) -> MLEResult:
     """Maximum-likelihood fit of one contamination model (Berlfein+24 Eqs. 11-13, 17-18).
+
+    Vectorise over maps with ``jax.vmap`` (``model``, ``likelihood`` and the
+    keyword settings bound with :func:`functools.partial`): the result is an
+    :class:`MLEResult` with a leading batch axis on every array field; each
+    map's fit equals the unbatched one to rounding.
 
     Parameters
     ----------
@@ -540,13 +482,16 @@ def fit_mle(
     Returns
     -------
     MLEResult
+        NumPy arrays and Python scalars when called eagerly on one map.
 
     Raises
     ------
     ValueError
         Unknown model or likelihood, inconsistent shapes, non-finite input,
-        or a ``theta0`` of the wrong size or outside the domain.
+        or a ``theta0`` of the wrong size or outside the domain (the value
+        checks only on concrete input, not under ``vmap``/``jit``).
     """
+    eager = _concrete(delta, templates, theta0)
     delta, templates = _check_inputs(delta, templates)
     K = templates.shape[0]
     lay = param_layout(model, likelihood, K)  # validates the names
@@ -558,87 +503,12 @@ def fit_mle(
     else:
         theta0 = _check_theta0(theta0, delta, templates, model, likelihood, lay.size)
         closed = False
+    tol_ = jnp.asarray(tol, delta.dtype)
     if closed:
         # the start is the maximum: only the derivatives there are needed
-        out = _at_point(theta0, delta, templates, jnp.asarray(tol, delta.dtype), model=model,
+        state = _at_point(theta0, delta, templates, tol_, model=model, likelihood=likelihood,
+                          chunk=chunk)
+    else:
+        state = _newton(theta0, delta, templates, jnp.asarray(max_iter), tol_, model=model,
                         likelihood=likelihood, chunk=chunk)
-    else:
-        out = _newton(theta0, delta, templates, jnp.asarray(max_iter),
-                      jnp.asarray(tol, delta.dtype), model=model, likelihood=likelihood,
-                      chunk=chunk)
-    theta, val, _, hess, dec, it, status, pole = out
-    return _result(model, likelihood, K, closed, theta, val, hess, dec, it, status, pole)
-
-
-@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
-def _at_point(theta, delta, templates, tol, model, likelihood, chunk):
-    """The outputs of :func:`_newton` without iterating (closed-form maxima)."""
-    val, grad, hess = loglike_derivatives(theta, delta, templates, model, likelihood, chunk)
-    _, dec, _ = _direction(grad, hess)
-    status = jnp.where(0.5 * dec < tol, _CONVERGED, _MAX_ITER)
-    return theta, val, grad, hess, dec, jnp.asarray(0), status, jnp.asarray(False)
-
-
-@partial(jax.jit, static_argnames=("model", "likelihood", "chunk"))
-def _newton_many(theta0, deltas, templates, max_iter, tol, model, likelihood, chunk):
-    def one(th, d):
-        return _newton(th, d, templates, max_iter, tol, model=model, likelihood=likelihood,
-                       chunk=chunk)
-
-    return jax.vmap(one)(theta0, deltas)
-
-
-def fit_mle_many(
-    deltas: Array,
-    templates: Array,
-    model: str,
-    likelihood: str,
-    *,
-    theta0: Array | None = None,
-    max_iter: int = 200,
-    tol: float = 1e-9,
-    chunk: int = _CHUNK,
-) -> tuple[MLEResult, ...]:
-    """:func:`fit_mle` for many maps on the same templates, as one vectorised computation.
-
-    All maps are iterated together (``vmap`` of the Newton loop, compiled once
-    per shape); each result is identical to what :func:`fit_mle` returns for
-    that map, to rounding.
-
-    Parameters
-    ----------
-    deltas : array, shape (R, Npix)
-        ``R`` observed maps (realisations, mocks).
-    templates : array, shape (K, Npix)
-    model, likelihood, max_iter, tol, chunk
-        As for :func:`fit_mle`.
-    theta0 : array, shape (R, P), optional
-
-    Returns
-    -------
-    tuple of MLEResult, length R
-    """
-    deltas, templates = _check_inputs(deltas, templates, batched=True)
-    K = templates.shape[0]
-    lay = param_layout(model, likelihood, K)
-    if max_iter < 0:
-        raise ValueError(f"max_iter: must be >= 0, got {max_iter}")
-    closed = likelihood == "gaussian" and model in ("null", "additive")
-    if theta0 is None:
-        theta0 = jax.vmap(_start, in_axes=(0, None, None, None))(deltas, templates, model, likelihood)
-    else:
-        theta0 = _check_theta0(theta0, deltas, templates, model, likelihood, lay.size)
-        closed = False
-    tol_ = jnp.asarray(tol, deltas.dtype)
-    if closed:
-        outs = jax.vmap(partial(_at_point, model=model, likelihood=likelihood, chunk=chunk),
-                        in_axes=(0, 0, None, None))(theta0, deltas, templates, tol_)
-    else:
-        outs = _newton_many(theta0, deltas, templates, jnp.asarray(max_iter), tol_, model=model,
-                            likelihood=likelihood, chunk=chunk)
-    theta, val, _, hess, dec, it, status, pole = (np.asarray(o) for o in outs)
-    return tuple(
-        _result(model, likelihood, K, closed, theta[r], val[r], hess[r], dec[r], it[r], status[r],
-                pole[r])
-        for r in range(deltas.shape[0])
-    )
+    return _result(model, likelihood, K, closed, state, eager)

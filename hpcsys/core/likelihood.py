@@ -44,10 +44,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
-from hpcsys.core.contamination import MODELS, template_sum
+from hpcsys.core.contamination import template_sum
+from hpcsys.core.models import LIKELIHOODS, MODELS
 
 __all__ = [
-    "LIKELIHOODS",
     "ParamLayout",
     "log_ndtr",
     "loglike",
@@ -59,7 +59,6 @@ __all__ = [
     "unpack",
 ]
 
-LIKELIHOODS: tuple[str, ...] = ("gaussian", "skewnormal")
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

@@ -13,8 +13,16 @@ accessors are the only way the analysis code reads a run::
         sc = res.scenario("additive")       # ScenarioData
         sc.w_obs.shape                      # (N, B)
         sc.methods["OLS"].a                 # (N, K)
-        sc.lrt.lam                          # (N, Q, L)
+        sc.lrt.statistic                    # (N, Q, L)
         res.table3().mean_dA_over_sigma     # (S, E)
+
+The layout follows the nesting of the per-realisation dataclasses
+generically (a nested dataclass is a sub-group, a tuple of named dataclasses
+a sub-group per name); the reader rebuilds the stacked dataclasses below
+from their field names. Axes are HDF5 dimension scales, so xarray opens a
+group with labelled dimensions::
+
+    xarray.open_dataset("results.h5", group="scenarios/additive", engine="h5netcdf")
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +39,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpcsys.io.schema import SCHEMA_VERSION, SKIPPED_FIELDS, dims_for, is_volatile
+from hpcsys.io.schema import (
+    REALISATION_AXIS,
+    SCHEMA_VERSION,
+    SKIPPED_FIELDS,
+    dims_for,
+    is_volatile,
+)
 from hpcsys.io.serialize import SerializationError, read_dataclass, write_dataclass
 from hpcsys.io.tables import RecoveryTable, Table2, Table3
 
 __all__ = [
     "Coordinates",
+    "DiagnosticsArrays",
     "LRTArrays",
     "MLEArrays",
     "MethodArrays",
@@ -53,18 +69,19 @@ __all__ = [
 ]
 
 _STR = h5py.string_dtype("utf-8")
-#: Top-level result fields routed into sub-groups of a scenario (prefix -> group).
-_PREFIX_ROUTES: dict[str, str] = {"mle_": "mle", "lrt_": "lrt"}
-_FIELD_ROUTES: dict[str, str] = {
-    "stage_seconds": "timings/stage_seconds",
-    "peak_memory_mb": "timings/peak_memory_mb",
-}
-#: Fields identical in every task, stored once at the root.
+#: Fields identical in every task, stored once at the root (as dimension scales).
 _HOISTED: tuple[str, ...] = ("theta_arcmin",)
 
 
 class ResultsFormatError(ValueError):
     """A results file is missing, unreadable, of another schema version or lacks a group."""
+
+
+def _older_schema(path: Path, version: int) -> ResultsFormatError:
+    return ResultsFormatError(
+        f"{path}: schema version {version}, this hpcsys reads only version {SCHEMA_VERSION} "
+        f"(the layout changed; re-run the reduction with `hpcsys reduce` or the run itself "
+        f"with this hpcsys version)")
 
 
 @dataclass(frozen=True)
@@ -129,11 +146,28 @@ class TemplateInfo:
 
 
 @dataclass(frozen=True)
+class DiagnosticsArrays:
+    """A method's diagnostics over N realisations, each (N,).
+
+    See :class:`hpcsys.methods.base.MethodDiagnostics` for meanings.
+    """
+
+    converged: np.ndarray
+    n_iterations: np.ndarray
+    acceptance_fraction: np.ndarray
+    autocorr_time: np.ndarray
+    effective_samples: np.ndarray
+    hit_pole: np.ndarray
+    wall_time: np.ndarray
+    message: np.ndarray
+
+
+@dataclass(frozen=True)
 class MethodArrays:
     """One method's results over a scenario's N realisations (K templates).
 
     ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std``: (N, K); ``cov``: (N, 2K, 2K);
-    the rest (N,). See :class:`hpcsys.methods.base.MethodResult` for meanings.
+    ``sigma`` (N,). See :class:`hpcsys.methods.base.MethodResult` for meanings.
     """
 
     name: str
@@ -143,19 +177,12 @@ class MethodArrays:
     a_err: np.ndarray
     b_err: np.ndarray
     cov: np.ndarray
+    sigma: np.ndarray
+    diagnostics: DiagnosticsArrays
     a_mean: np.ndarray
     b_mean: np.ndarray
     a_std: np.ndarray
     b_std: np.ndarray
-    sigma: np.ndarray
-    converged: np.ndarray
-    n_iterations: np.ndarray
-    acceptance_fraction: np.ndarray
-    autocorr_time: np.ndarray
-    effective_samples: np.ndarray
-    hit_pole: np.ndarray
-    wall_time: np.ndarray
-    message: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -175,9 +202,9 @@ class MLEArrays:
 
 @dataclass(frozen=True)
 class LRTArrays:
-    """Likelihood-ratio tests (Berlfein+24 Eq. 19): ``lam`` and ``pvalue`` (N, Q, L), ``dof`` (N, Q)."""
+    """Likelihood-ratio tests (Berlfein+24 Eq. 19): ``statistic`` and ``pvalue`` (N, Q, L), ``dof`` (N, Q)."""
 
-    lam: np.ndarray
+    statistic: np.ndarray
     pvalue: np.ndarray
     dof: np.ndarray
 
@@ -196,7 +223,7 @@ class ScenarioData:
 
     Attributes
     ----------
-    name : str
+    scenario : str
     index : ndarray of int, shape (N,)
     seed_words : ndarray of uint32, shape (N, 4)
     a_true, b_true : ndarray, shape (N, K)
@@ -209,20 +236,25 @@ class ScenarioData:
     timings : TimingArrays
     """
 
-    name: str
+    scenario: str
     index: np.ndarray
     seed_words: np.ndarray
     a_true: np.ndarray
     b_true: np.ndarray
     w_true: np.ndarray
     w_obs: np.ndarray
+    methods: dict[str, MethodArrays]
     w_corrected: np.ndarray
     w_corrected_diag: np.ndarray
     w_remeasured: np.ndarray
-    methods: dict[str, MethodArrays]
     mle: MLEArrays
     lrt: LRTArrays
     timings: TimingArrays
+
+    @property
+    def name(self) -> str:
+        """The scenario name."""
+        return self.scenario
 
     @property
     def n_realisations(self) -> int:
@@ -233,37 +265,37 @@ class ScenarioData:
 # --------------------------------------------------------------------------- writing
 
 
-def _route(name: str) -> str:
-    if name in _FIELD_ROUTES:
-        return _FIELD_ROUTES[name]
-    for prefix, group in _PREFIX_ROUTES.items():
-        if name.startswith(prefix):
-            return f"{group}/{name[len(prefix):]}"
-    return name
-
-
 def _is_dc(v: Any) -> bool:
     return dataclasses.is_dataclass(v) and not isinstance(v, type)
 
 
-def _collect(obj: Any, base: str, out: dict[str, list[Any]], top: bool) -> None:
+def _collect(obj: Any, base: str, out: dict[str, list[Any]]) -> None:
+    """Leaf values of one record by path: the HDF5 layout is the dataclass nesting."""
     for f in dataclasses.fields(obj):
-        if f.name in SKIPPED_FIELDS or (top and f.name in (*_HOISTED, "scenario")):
+        if f.name in SKIPPED_FIELDS or (not base and f.name in _HOISTED):
             continue
         v = getattr(obj, f.name)
-        rel = _route(f.name) if top else f.name
-        path = f"{base}/{rel}" if base else rel
+        path = f"{base}/{f.name}" if base else f.name
         if _is_dc(v):
-            _collect(v, base, out, top=False)  # nested record: flattened into the same group
+            _collect(v, path, out)
         elif isinstance(v, (tuple, list)) and v and all(_is_dc(x) for x in v):
             for i, item in enumerate(v):
-                label = str(getattr(item, "name", i))
-                _collect(item, f"{path}/{label}", out, top=False)
+                _collect(item, f"{path}/{getattr(item, 'name', i)}", out)
         elif v is not None:
             out.setdefault(path, []).append(v)
 
 
-def _write_stack(group: h5py.Group, rel: str, values: list[Any], n: int) -> None:
+def _attach_scales(ds: h5py.Dataset, dims: tuple[str, ...], scales: Mapping[str, h5py.Dataset]
+                   ) -> None:
+    """Attach the dimension scale of every named axis (unnamed axes stay phony)."""
+    for i, name in enumerate(dims):
+        scale = scales.get(name)
+        if scale is not None and scale.shape[0] == ds.shape[i]:
+            ds.dims[i].attach_scale(scale)
+
+
+def _write_stack(group: h5py.Group, rel: str, values: list[Any], n: int,
+                 scales: dict[str, h5py.Dataset]) -> None:
     if len(values) != n:
         raise SerializationError(f"{group.name}/{rel}: present in {len(values)} of {n} tasks")
     parent, _, leaf = rel.rpartition("/")
@@ -291,7 +323,11 @@ def _write_stack(group: h5py.Group, rel: str, values: list[Any], n: int) -> None
         ds = g.create_dataset(leaf, data=np.array(values, dtype=np.float64))
     else:
         raise SerializationError(f"{group.name}/{rel}: cannot stack {type(first).__name__}")
-    ds.attrs["dims"] = ",".join(dims_for(rel, ds.ndim))
+    if rel == REALISATION_AXIS:
+        ds.make_scale(REALISATION_AXIS)
+        scales[REALISATION_AXIS] = ds
+    else:
+        _attach_scales(ds, dims_for(rel, ds.ndim), scales)
 
 
 def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
@@ -314,10 +350,10 @@ def write_results(
         Destination, e.g. ``RUN_DIR/results.h5``; replaced atomically.
     records : mapping of scenario name to sequence of dataclass instances
         Each instance has an ``index`` field; arrays are stacked along a new
-        axis 0 in index order. Routing of fields to groups: ``mle_*`` to
-        ``mle/``, ``lrt_*`` to ``lrt/``, ``stage_seconds``/``peak_memory_mb`` to
-        ``timings/``, tuples of named records (methods) to ``<field>/<name>/``
-        with nested records flattened; per-pixel fields
+        axis 0 in index order. The layout is the nesting of the records: a
+        nested dataclass field becomes a sub-group of its name, a tuple of
+        named dataclasses (methods) ``<field>/<name>/``; a string equal in
+        every record becomes an attribute; per-pixel fields
         (:data:`hpcsys.io.schema.SKIPPED_FIELDS`) are left out.
     coords : Coordinates
     provenance : Provenance
@@ -337,11 +373,13 @@ def write_results(
                     f.attrs.create(k, data=np.array(list(v), dtype=object), dtype=_STR)
                 else:
                     f.attrs[k] = v
-            cg = f.create_group("coords")
-            for k, v in dataclasses.asdict(coords).items():
-                _write_strings(cg, k, v)
-            _write_strings(cg, "estimator", coords.estimator)
-            _write_strings(cg, "parameter", coords.parameter)
+            scales: dict[str, h5py.Dataset] = {}
+            for k, v in (*dataclasses.asdict(coords).items(), ("estimator", coords.estimator),
+                         ("parameter", coords.parameter), ("template2", coords.template),
+                         ("parameter2", coords.parameter)):
+                _write_strings(f, k, v)
+                f[k].make_scale(k)
+                scales[k] = f[k]
             hoisted: dict[str, np.ndarray] = {}
             sg = f.create_group("scenarios")
             for scenario in coords.scenario:
@@ -353,27 +391,33 @@ def write_results(
                         v = np.asarray(getattr(r, name))
                         if name not in hoisted:
                             hoisted[name] = v
+                            ds = f.create_dataset(name, data=v)
+                            ds.make_scale(name)
+                            scales[name] = ds
                         elif v.shape != hoisted[name].shape or not np.array_equal(v, hoisted[name]):
                             raise SerializationError(
                                 f"{name}: differs between tasks (scenario {scenario}, "
                                 f"index {r.index})")
+                if "word" not in scales:
+                    words = np.asarray(recs[0].seed_words).shape[0]
+                    scales["word"] = f.create_dataset("word", data=np.arange(words))
+                    scales["word"].make_scale("word")
                 out: dict[str, list[Any]] = {}
                 for r in recs:
-                    _collect(r, "", out, top=True)
+                    _collect(r, "", out)
                 g = sg.create_group(scenario)
-                for rel, values in out.items():
-                    _write_stack(g, rel, values, len(recs))
-            for name, v in hoisted.items():
-                ds = f.create_dataset(name, data=v)
-                ds.attrs["dims"] = "bin"
+                local = dict(scales)  # plus this scenario's realisation axis, written first
+                for rel in sorted(out, key=lambda r: r != REALISATION_AXIS):
+                    _write_stack(g, rel, out[rel], len(recs), local)
             if templates is not None:
                 tg = f.create_group("templates")
                 _write_strings(tg, "names", templates.names)
-                tg.create_dataset("correlation", data=templates.correlation).attrs["dims"] = (
-                    "template,template")
+                _attach_scales(tg["names"], ("template",), scales)
+                _attach_scales(tg.create_dataset("correlation", data=templates.correlation),
+                               ("template", "template2"), scales)
                 if templates.xi is not None:
-                    tg.create_dataset("xi", data=templates.xi).attrs["dims"] = (
-                        "bin,template,template")
+                    _attach_scales(tg.create_dataset("xi", data=templates.xi),
+                                   ("theta_arcmin", "template", "template2"), scales)
             f.attrs["complete"] = True
         os.replace(tmp, path)
     except BaseException:
@@ -432,8 +476,7 @@ class ResultsFile:
             a = self._f.attrs
             version = int(a.get("schema_version", -1))
             if version != SCHEMA_VERSION:
-                raise ResultsFormatError(
-                    f"{self.path}: schema version {version}, this hpcsys reads {SCHEMA_VERSION}")
+                raise _older_schema(self.path, version)
             self.provenance = Provenance(
                 schema_version=version,
                 hpcsys_version=_attr_str(a["hpcsys_version"]),
@@ -447,9 +490,8 @@ class ResultsFile:
                 devices=_attr_strs(a["devices"]),
                 n_tasks=int(a["n_tasks"]),
             )
-            c = self._f["coords"]
             self.coords = Coordinates(**{
-                fld.name: _strs(c[fld.name]) for fld in dataclasses.fields(Coordinates)})
+                fld.name: _strs(self._f[fld.name]) for fld in dataclasses.fields(Coordinates)})
             self.theta_arcmin = self._f["theta_arcmin"][()]
         except KeyError as exc:
             self._f.close()
@@ -521,33 +563,10 @@ class ResultsFile:
                 f"{self.path}: no scenario {name!r}; present: {', '.join(self.scenarios)}")
         g = self._f["scenarios"][name]
         try:
-            methods = {}
-            for m in self.method_names:
-                mg = g["methods"][m]
-                vals = {}
-                for fld in dataclasses.fields(MethodArrays):
-                    if fld.name in ("name", "model"):
-                        continue
-                    if fld.name in mg:
-                        ds = mg[fld.name]
-                        vals[fld.name] = ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
-                    else:  # a string constant over realisations is stored as an attribute
-                        n = g["index"].shape[0]
-                        vals[fld.name] = np.array([_attr_str(mg.attrs[fld.name])] * n)
-                methods[m] = MethodArrays(name=m, model=_attr_str(mg.attrs.get("model", "")),
-                                          **vals)
-            mle = MLEArrays(**{fld.name: g["mle"][fld.name][()]
-                               for fld in dataclasses.fields(MLEArrays)})
-            lrt = LRTArrays(lam=g["lrt/lambda"][()], pvalue=g["lrt/pvalue"][()],
-                            dof=g["lrt/dof"][()])
-            timings = TimingArrays(g["timings/stage_seconds"][()],
-                                   g["timings/peak_memory_mb"][()])
-            simple = {fld.name: g[fld.name][()] for fld in dataclasses.fields(ScenarioData)
-                      if fld.name not in ("name", "methods", "mle", "lrt", "timings")}
+            return _read_stacked(g, ScenarioData, g[REALISATION_AXIS].shape[0],
+                                 {"methods": self.method_names}, scenario=name)
         except KeyError as exc:
             raise ResultsFormatError(f"{self.path}: scenario {name!r} lacks {exc}") from None
-        return ScenarioData(name=name, methods=methods, mle=mle, lrt=lrt, timings=timings,
-                            **simple)
 
     def _table(self, name: str, cls: type) -> Any:
         if "tables" not in self._f or name not in self._f["tables"]:
@@ -574,13 +593,46 @@ class ResultsFile:
             raise ResultsFormatError(f"{self.path}: no dataset {path!r}") from None
 
 
+def _read_stacked(group: h5py.Group, cls: type, n: int, order: Mapping[str, Sequence[str]],
+                  **given: Any) -> Any:
+    """Rebuild a stacked-record dataclass from the group of the same nesting.
+
+    Nested dataclass fields are sub-groups of the field's name, ``dict`` fields
+    a sub-group per key (in the order ``order[field]``), ``str`` fields
+    attributes; array fields are datasets, or an attribute holding a string
+    that was equal in all ``n`` realisations.
+    """
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = dict(given)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            values[f.name] = _read_stacked(group[f.name], tp, n, order)
+        elif typing.get_origin(tp) is dict:
+            inner = typing.get_args(tp)[1]
+            sub = group[f.name]
+            values[f.name] = {k: _read_stacked(sub[k], inner, n, order)
+                              for k in order.get(f.name, tuple(sub))}
+        elif tp is str:
+            values[f.name] = _attr_str(group.attrs[f.name])
+        elif f.name in group:
+            ds = group[f.name]
+            values[f.name] = ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
+        else:  # a string constant over realisations is stored as an attribute
+            values[f.name] = np.array([_attr_str(group.attrs[f.name])] * n)
+    return cls(**values)
+
+
 def open_results(path: str | Path) -> ResultsFile:
     """Open an aggregated results file for reading.
 
     Raises
     ------
     ResultsFormatError
-        Missing file, not HDF5, wrong schema version, or missing required groups.
+        Missing file, not HDF5, another schema version (older files are refused
+        with one line saying so), or missing required groups.
     """
     return ResultsFile(path)
 

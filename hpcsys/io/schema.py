@@ -1,10 +1,20 @@
-"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 1).
+"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 2).
 
 One HDF5 file per run, written by rank 0 only (no parallel HDF5), atomically
 (temporary name, then :func:`os.replace`). Read it with
-:func:`hpcsys.io.open_results`; the layout below is the contract. Every
-dataset carries an attribute ``dims`` naming its axes (comma separated); the
-labels of each named axis are in ``/coords``.
+:func:`hpcsys.io.open_results`; the layout below is the contract. It follows
+the nesting of the per-realisation result dataclasses
+(:class:`hpcsys.pipeline.RealisationResult`) generically: a nested dataclass
+is a sub-group of the field's name, a tuple of named dataclasses a sub-group
+per name, an array or scalar a dataset stacked over realisations, a string
+equal in every realisation an attribute.
+
+Axes are HDF5 dimension scales (netCDF-4 compatible): every named axis of a
+dataset is attached to the scale dataset of that name, so
+``xarray.open_dataset(path, group="scenarios/additive", engine="h5netcdf")``
+gives labelled dimensions. The scales of the shared axes are at the root (an
+ancestor of every group, as netCDF requires); the realisation axis of a
+scenario is its ``index`` dataset.
 
 Root attributes (provenance)
 ----------------------------
@@ -13,45 +23,50 @@ Root attributes (provenance)
 ``created`` (ISO 8601 UTC), ``n_ranks``, ``hosts`` and ``devices`` (string
 arrays: where the tasks ran), ``n_tasks``.
 
+Root datasets (dimension scales)
+--------------------------------
+String labels of each named axis: ``scenario``, ``method``, ``likelihood``,
+``fit_model``, ``lrt_pair`` (``"null_model/alt_model"``), ``stage``,
+``template``, ``estimator`` (``uncorrected`` then the methods), ``parameter``
+(``a_0 .. a_{K-1}, b_0 .. b_{K-1}``); ``theta_arcmin`` (the bin centres of
+w(theta), identical for all tasks: the scale of the angular-bin axis) and
+``word`` (``0 .. 3``, the seed-word axis); ``template2`` and ``parameter2``
+repeat the labels of ``template`` and ``parameter`` for the second axis of a
+square matrix (netCDF and xarray want distinct dimension names).
+
 Groups and datasets
 -------------------
-``/coords/<axis>``
-    String labels of each named axis: ``scenario``, ``method``, ``likelihood``,
-    ``fit_model``, ``lrt_pair`` (``"null_model/alt_model"``), ``stage``,
-    ``template``, ``estimator`` (``uncorrected`` then the methods),
-    ``parameter`` (``a_0 .. a_{K-1}, b_0 .. b_{K-1}``).
-``/theta_arcmin`` (bin)
-    Bin centres of w(theta), identical for all tasks.
 ``/templates/``
-    ``names`` (template), ``correlation`` (template, template) and ``xi`` (bin,
-    template, template; absent when templates are redrawn): template names, their
-    correlation matrix on the footprint, and the template auto- and
+    ``names`` (template), ``correlation`` (template, template2) and ``xi``
+    (theta_arcmin, template, template2; absent when templates are redrawn): template
+    names, their correlation matrix on the footprint, and the template auto- and
     cross-correlation functions xi_ij(theta) used in Berlfein+24 Eq. 16.
 ``/scenarios/<scenario>/``
-    Per-realisation results stacked along axis 0 (``realisation``), sorted by
-    realisation index:
+    Attribute ``scenario``. Per-realisation results stacked along axis 0
+    (dimension ``index``), sorted by realisation index:
 
-    ``index`` (realisation), ``seed_words`` (realisation, word),
-    ``a_true``, ``b_true`` (realisation, template),
-    ``w_true``, ``w_obs`` (realisation, bin),
-    ``w_corrected``, ``w_corrected_diag``, ``w_remeasured`` (realisation, method, bin);
+    ``index`` (index), ``seed_words`` (index, word),
+    ``a_true``, ``b_true`` (index, template),
+    ``w_true``, ``w_obs`` (index, theta_arcmin),
+    ``w_corrected``, ``w_corrected_diag``, ``w_remeasured`` (index, method,
+    theta_arcmin);
 
-    ``methods/<name>/`` with attribute ``model`` and datasets
-    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std`` (realisation, template),
-    ``cov`` (realisation, parameter, parameter), ``sigma``, ``converged``,
-    ``n_iterations``, ``acceptance_fraction``, ``autocorr_time``,
-    ``effective_samples``, ``hit_pole``, ``wall_time``, ``message`` (realisation).
-    Per-pixel maps (weights, corrected map) stay in the per-task files.
+    ``methods/<name>/`` with attributes ``name``, ``model`` and datasets
+    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std`` (index, template),
+    ``cov`` (index, parameter, parameter2), ``sigma`` (index) and the group
+    ``diagnostics/``: ``converged``, ``n_iterations``, ``acceptance_fraction``,
+    ``autocorr_time``, ``effective_samples``, ``hit_pole``, ``wall_time``,
+    ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
+    per-task files.
 
-    ``mle/``: ``loglike, converged, hit_pole, s, g`` (realisation, fit_model,
-    likelihood) and ``a, b, a_err, b_err`` (realisation, fit_model, likelihood,
+    ``mle/``: ``loglike, converged, hit_pole, s, g`` (index, fit_model,
+    likelihood) and ``a, b, a_err, b_err`` (index, fit_model, likelihood,
     template).
 
-    ``lrt/``: ``lambda, pvalue`` (realisation, lrt_pair, likelihood), ``dof``
-    (realisation, lrt_pair): Berlfein+24 Eq. 19 and its Wilks p-value.
+    ``lrt/``: ``statistic, pvalue`` (index, lrt_pair, likelihood), ``dof``
+    (index, lrt_pair): Berlfein+24 Eq. 19 and its Wilks p-value.
 
-    ``timings/``: ``stage_seconds`` (realisation, stage), ``peak_memory_mb``
-    (realisation).
+    ``timings/``: ``stage_seconds`` (index, stage), ``peak_memory_mb`` (index).
 ``/tables/table2/``
     Rejection fraction of each null model (Berlfein+24 Table 2): see
     :class:`hpcsys.io.tables.Table2`.
@@ -60,14 +75,29 @@ Groups and datasets
     :class:`hpcsys.io.tables.Table3`.
 ``/tables/recovery/``
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
+
+Schema version 1 stored the axis names in a
+comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
+statistic as ``lrt/lambda`` and the method diagnostics flat in
+``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with
+one line naming the version.
 """
 
 from __future__ import annotations
 
-__all__ = ["DATASET_DIMS", "SCHEMA_VERSION", "SKIPPED_FIELDS", "VOLATILE", "dims_for", "is_volatile"]
+__all__ = [
+    "AXES",
+    "DATASET_DIMS",
+    "REALISATION_AXIS",
+    "SCHEMA_VERSION",
+    "SKIPPED_FIELDS",
+    "VOLATILE",
+    "dims_for",
+    "is_volatile",
+]
 
 #: Version of the layout; bump on any incompatible change.
-SCHEMA_VERSION: int = 1
+SCHEMA_VERSION: int = 2
 
 #: Per-pixel fields that stay in per-task files and are not aggregated.
 SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})
@@ -77,45 +107,54 @@ SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})
 #: bit-for-bit reproducible whatever the number of ranks.
 VOLATILE: tuple[str, ...] = ("timings/", "/wall_time", "/message")
 
+#: Dimension of the realisations of a scenario: its ``index`` dataset is the scale.
+REALISATION_AXIS: str = "index"
+#: Named axes whose dimension scales are root datasets of the same name.
+AXES: tuple[str, ...] = ("scenario", "method", "likelihood", "fit_model", "lrt_pair", "stage",
+                         "template", "estimator", "parameter", "theta_arcmin", "word",
+                         "template2", "parameter2")
+
+_R, _BIN = REALISATION_AXIS, "theta_arcmin"
 #: Axis names of the datasets under ``/scenarios/<scenario>/``, by path relative to
 #: the scenario group (``*`` matches one method name).
 DATASET_DIMS: dict[str, tuple[str, ...]] = {
-    "index": ("realisation",),
-    "seed_words": ("realisation", "word"),
-    "a_true": ("realisation", "template"),
-    "b_true": ("realisation", "template"),
-    "w_true": ("realisation", "bin"),
-    "w_obs": ("realisation", "bin"),
-    "w_corrected": ("realisation", "method", "bin"),
-    "w_corrected_diag": ("realisation", "method", "bin"),
-    "w_remeasured": ("realisation", "method", "bin"),
-    **{f"methods/*/{k}": ("realisation", "template") for k in
+    "index": (_R,),
+    "seed_words": (_R, "word"),
+    "a_true": (_R, "template"),
+    "b_true": (_R, "template"),
+    "w_true": (_R, _BIN),
+    "w_obs": (_R, _BIN),
+    "w_corrected": (_R, "method", _BIN),
+    "w_corrected_diag": (_R, "method", _BIN),
+    "w_remeasured": (_R, "method", _BIN),
+    **{f"methods/*/{k}": (_R, "template") for k in
        ("a", "b", "a_err", "b_err", "a_mean", "b_mean", "a_std", "b_std")},
-    "methods/*/cov": ("realisation", "parameter", "parameter"),
-    **{f"methods/*/{k}": ("realisation",) for k in
-       ("sigma", "converged", "n_iterations", "acceptance_fraction", "autocorr_time",
+    "methods/*/cov": (_R, "parameter", "parameter2"),
+    "methods/*/sigma": (_R,),
+    **{f"methods/*/diagnostics/{k}": (_R,) for k in
+       ("converged", "n_iterations", "acceptance_fraction", "autocorr_time",
         "effective_samples", "hit_pole", "wall_time", "message")},
-    **{f"mle/{k}": ("realisation", "fit_model", "likelihood") for k in
+    **{f"mle/{k}": (_R, "fit_model", "likelihood") for k in
        ("loglike", "converged", "hit_pole", "s", "g")},
-    **{f"mle/{k}": ("realisation", "fit_model", "likelihood", "template") for k in
+    **{f"mle/{k}": (_R, "fit_model", "likelihood", "template") for k in
        ("a", "b", "a_err", "b_err")},
-    "lrt/lambda": ("realisation", "lrt_pair", "likelihood"),
-    "lrt/pvalue": ("realisation", "lrt_pair", "likelihood"),
-    "lrt/dof": ("realisation", "lrt_pair"),
-    "timings/stage_seconds": ("realisation", "stage"),
-    "timings/peak_memory_mb": ("realisation",),
+    "lrt/statistic": (_R, "lrt_pair", "likelihood"),
+    "lrt/pvalue": (_R, "lrt_pair", "likelihood"),
+    "lrt/dof": (_R, "lrt_pair"),
+    "timings/stage_seconds": (_R, "stage"),
+    "timings/peak_memory_mb": (_R,),
 }
 
 
 def dims_for(relpath: str, ndim: int) -> tuple[str, ...]:
-    """Axis names of a scenario dataset; generic ``realisation, axis1, ...`` if not listed."""
+    """Axis names of a scenario dataset; ``index, axis1, ...`` if not listed."""
     parts = relpath.split("/")
-    if len(parts) == 3 and parts[0] == "methods":
-        relpath = f"methods/*/{parts[2]}"
+    if len(parts) >= 3 and parts[0] == "methods":
+        relpath = "/".join(("methods", "*", *parts[2:]))
     dims = DATASET_DIMS.get(relpath)
     if dims is not None and len(dims) == ndim:
         return dims
-    return ("realisation", *(f"axis{i}" for i in range(1, ndim)))
+    return (REALISATION_AXIS, *(f"axis{i}" for i in range(1, ndim)))
 
 
 def is_volatile(path: str) -> bool:

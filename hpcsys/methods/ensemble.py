@@ -68,9 +68,9 @@ import numpy as np
 from jax import Array, lax
 
 from hpcsys.config import MethodsSection
-from hpcsys.core.contamination import MODELS
 from hpcsys.core.fit import MLEResult, fit_mle
 from hpcsys.core.likelihood import param_layout
+from hpcsys.core.models import MODELS
 from hpcsys.methods._shared import FitBasis, MethodInputError, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
 

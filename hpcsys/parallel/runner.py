@@ -408,7 +408,8 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
     RunError
         Not a run directory, or some tasks are missing or torn (names them).
     """
-    from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
+    from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
+    from hpcsys.pipeline import STAGES, RealisationResult
     from hpcsys.reduction import compute_tables
 
     run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""True contamination coefficients (a, b) of Berlfein+24 Eqs. 11-13 (SCIENCE.md section 3).
+"""True contamination coefficients (a, b) of Berlfein+24 Eqs. 11-13 (docs/science/models.rst).
 
 Drawn once per run from the ``truth`` stream of the master seed, so every
 rank and every realisation uses the same values:
@@ -47,7 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcsys.config import SCENARIOS, ConfigError, ContaminationSection
+from hpcsys.config import ConfigError, ContaminationSection
+from hpcsys.core.models import MODELS, SCENARIOS
 
 __all__ = ["TrueCoefficients", "draw_truth"]
 
@@ -67,18 +68,14 @@ class TrueCoefficients:
 
     def for_scenario(self, scenario: str) -> tuple[np.ndarray, np.ndarray]:
         """``(a, b)`` injected in a scenario (zeros for absent terms)."""
-        zero = np.zeros_like(self.a)
-        if scenario == "null":
-            return zero, zero.copy()
-        if scenario == "additive":
-            return self.a.copy(), zero
-        if scenario == "multiplicative":
-            return zero, self.b.copy()
-        if scenario == "combined":
-            return self.a.copy(), self.b.copy()
-        raise ConfigError(
-            f"run.scenarios: unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}"
-        )
+        if scenario not in SCENARIOS:
+            raise ConfigError(
+                f"run.scenarios: unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}"
+            )
+        has_a, has_b = MODELS[scenario]
+        a = self.a.copy() if has_a else np.zeros_like(self.a)
+        b = self.b.copy() if has_b else np.zeros_like(self.a)
+        return a, b
 
 
 def _sparse_scaled(rng: np.random.Generator, K: int, zero_fraction: float,
