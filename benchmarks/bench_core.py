@@ -34,9 +34,10 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpcsys.core.contamination import MODELS, contaminate  # noqa: E402
+from hpcsys.core.contamination import contaminate  # noqa: E402
 from hpcsys.core.fit import fit_mle, loglike_derivatives  # noqa: E402
-from hpcsys.core.likelihood import LIKELIHOODS, loglike, param_layout  # noqa: E402
+from hpcsys.core.likelihood import loglike, param_layout  # noqa: E402
+from hpcsys.core.models import LIKELIHOODS, MODELS  # noqa: E402
 from hpcsys.seeds import rng  # noqa: E402
 
 K = 25

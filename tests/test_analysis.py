@@ -102,7 +102,7 @@ def _close(reported: str, value: float, decimals: int) -> bool:
 
 
 def _labels(f: h5py.File, axis: str) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in f["coords"][axis][()]]
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in f[axis][()]]
 
 
 # --------------------------------------------------------------------------- outputs
@@ -128,12 +128,12 @@ def test_table2_matches_recomputation(run_h5, analysis_dir):
     rows = _rows(analysis_dir / "table2.csv")
     with h5py.File(run_h5, "r") as f:
         pairs, liks = _labels(f, "lrt_pair"), _labels(f, "likelihood")
-        lam0 = f["scenarios/null/lrt/lambda"][()]
+        lam0 = f["scenarios/null/lrt/statistic"][()]
         checked = 0
         for row in rows:
             sc = f["scenarios"][row["scenario"]]
             q, li = pairs.index(row["test"]), liks.index(row["likelihood"])
-            lam, pv = sc["lrt/lambda"][:, q, li], sc["lrt/pvalue"][:, q, li]
+            lam, pv = sc["lrt/statistic"][:, q, li], sc["lrt/pvalue"][:, q, li]
             ok = np.isfinite(lam)
             n = int(ok.sum())
             assert int(row["N"]) == lam.shape[0]
@@ -280,3 +280,29 @@ def test_scripts_run_alone_and_refuse_bad_input(run_h5, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "missing.h5" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- netCDF view
+
+
+def test_results_open_in_xarray_with_named_dimensions(run_h5):
+    """The dimension scales of results.h5 give xarray (h5netcdf) labelled axes."""
+    import xarray as xr  # the test extra installs xarray and h5netcdf
+    with xr.open_dataset(run_h5, engine="h5netcdf", phony_dims="access") as root:
+        assert {"method", "likelihood", "fit_model", "lrt_pair", "template",
+                "theta_arcmin"} <= set(root.sizes)
+        methods = [str(m) for m in root["method"].values]
+    with h5py.File(run_h5, "r") as f:
+        assert methods == _labels(f, "method")
+    with xr.open_dataset(run_h5, group="scenarios/additive", engine="h5netcdf",
+                         phony_dims="access") as sc:
+        assert sc["w_corrected"].dims == ("index", "method", "theta_arcmin")
+        assert sc["a_true"].dims == ("index", "template")
+        np.testing.assert_array_equal(sc["index"].values, np.arange(sc.sizes["index"]))
+    with xr.open_dataset(run_h5, group="scenarios/additive/mle", engine="h5netcdf",
+                         phony_dims="access") as mle:
+        assert mle["a"].dims == ("index", "fit_model", "likelihood", "template")
+    with xr.open_dataset(run_h5, group="scenarios/additive/methods/OLS", engine="h5netcdf",
+                         phony_dims="access") as ols:
+        assert ols["cov"].dims == ("index", "parameter", "parameter2")
+        assert not [d for d in ols.sizes if str(d).startswith("phony")]

@@ -15,16 +15,34 @@ import numpy as np
 import pytest
 
 import hpcsys.core
-from hpcsys.core import contamination, correction, fit, likelihood, pca, stats
+from hpcsys.core import (
+    comparison,
+    contamination,
+    correction,
+    derivatives,
+    fit,
+    likelihood,
+    models,
+    pca,
+    stats,
+)
 from hpcsys.core.likelihood import param_layout
 from hpcsys.seeds import rng
 
-MODULES = (contamination, likelihood, fit, pca, correction, stats)
+MODULES = (models, contamination, likelihood, derivatives, fit, comparison, pca, correction, stats)
 
 #: Public names that are not array functions, with the reason.
 EXEMPT = {
     "MODELS": "constant",
     "LIKELIHOODS": "constant",
+    "FIT_MODELS": "constant",
+    "LRT_PAIRS": "constant",
+    "SCENARIOS": "constant",
+    "ModelTerms": "container type (a NamedTuple)",
+    "MLEGrid": "container type",
+    "LRTMatrix": "container type",
+    "ModelComparison": "container type",
+    "compare_models": "Python loop over fit_mle (F x L fits) and the LRTs; returns a dataclass",
     "ParamLayout": "container type",
     "MLEResult": "container type",
     "PCARotation": "container type (a NamedTuple pytree)",
@@ -33,11 +51,10 @@ EXEMPT = {
     "BinomialFraction": "container type (a NamedTuple pytree)",
     "param_layout": "static metadata from strings and an int; no arrays",
     "n_params": "static metadata from strings and an int; no arrays",
-    # fit_mle(_many) are Python wrappers (input checks, a Python result dataclass with a
-    # message string); their numerical kernels are jit-compiled while_loops, and
-    # fit_mle_many is the vmap of the kernel over maps. Exempt from jit and vmap.
-    "fit_mle": "Python wrapper around a jit-compiled Newton kernel; returns a dataclass",
-    "fit_mle_many": "Python wrapper around the vmapped Newton kernel; returns dataclasses",
+    # fit_mle returns an MLEResult pytree and is vmapped over maps in test_core_fit
+    # (test_vmapped_fit_equals_single_fits); its static model/likelihood strings keep it
+    # out of the generic jit/vmap cases here.
+    "fit_mle": "vmapped in test_core_fit; static string arguments",
 }
 
 K, NPIX, B = 3, 400, 5

@@ -16,14 +16,16 @@ from __future__ import annotations
 import functools
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
 
-from hpcsys.core.contamination import MODELS, contaminate
-from hpcsys.core.fit import fit_mle, fit_mle_many, loglike_derivatives
-from hpcsys.core.likelihood import LIKELIHOODS, loglike, n_params, pack, param_layout
+from hpcsys.core.contamination import contaminate
+from hpcsys.core.fit import MLEResult, fit_mle, loglike_derivatives
+from hpcsys.core.likelihood import loglike, n_params, pack, param_layout
+from hpcsys.core.models import LIKELIHOODS, MODELS
 from hpcsys.core.stats import binomial_fraction, likelihood_ratio_test
 from hpcsys.seeds import rng
 
@@ -71,6 +73,15 @@ def true_theta(model: str, likelihood: str, a, b) -> np.ndarray:
 def zscore(n_tests: int, family_alpha: float = 0.0027) -> float:
     """Two-sided threshold with family-wise false-alarm rate of one 3-sigma test (Bonferroni)."""
     return max(3.0, float(scipy.stats.norm.isf(family_alpha / (2 * n_tests))))
+
+
+def fit_mle_many(deltas, T, model: str, likelihood: str) -> list[MLEResult]:
+    """``jax.vmap`` of :func:`fit_mle` over maps, split into one result per map."""
+    batched = jax.vmap(functools.partial(fit_mle, templates=jnp.asarray(T), model=model,
+                                         likelihood=likelihood))(jnp.asarray(deltas))
+    assert batched.theta.shape[0] == len(deltas)
+    return [jax.tree_util.tree_map(lambda x, i=i: np.asarray(x)[i], batched)
+            for i in range(len(deltas))]
 
 
 @functools.cache
@@ -124,7 +135,7 @@ def test_fit_reaches_the_maximum(model, likelihood):
         assert np.all(around < res.loglike)
 
 
-def test_fit_many_equals_single_fits():
+def test_vmapped_fit_equals_single_fits():
     T, _, _, deltas, many = batch_fits("combined", "skewnormal", 5)
     for d, m in zip(deltas[:2], many[:2]):
         one = fit_mle(d, T, "combined", "skewnormal")

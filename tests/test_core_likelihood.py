@@ -11,9 +11,9 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from hpcsys.core.contamination import MODELS
 from hpcsys.core.fit import loglike_derivatives
-from hpcsys.core.likelihood import LIKELIHOODS, log_ndtr, loglike, param_layout
+from hpcsys.core.likelihood import log_ndtr, loglike, param_layout
+from hpcsys.core.models import LIKELIHOODS, MODELS
 from hpcsys.seeds import rng
 
 COMBOS = list(itertools.product(MODELS, LIKELIHOODS))

@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 
 from hpcsys.cli import main
-from hpcsys.config import METHOD_NAMES, Config, ConfigError
+from hpcsys.config import METHOD_NAMES, WEIGHT_MAP_METHODS, Config, ConfigError
+from hpcsys.core.models import LRT_PAIRS
 from hpcsys.io.maps import MapInputError
-from hpcsys.pipeline import LRT_PAIRS
 from hpcsys.seeds import rng
 from hpcsys.userfit import (
-    WEIGHTING_METHODS,
     FitResult,
     convergence_warnings,
     fit_maps,
@@ -120,7 +119,7 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
     assert any("NESTED, reordered to RING" in n for n in m.notes)
     assert m.n_outside_mask == NPIX - nfp and m.n_bad_map == 0
     for r in res.methods:  # the weighting methods are exactly those with a b term
-        assert (r.name in WEIGHTING_METHODS) == (r.model != "additive"), r.name
+        assert (r.name in WEIGHT_MAP_METHODS) == (r.model != "additive"), r.name
     assert res.seed == 3 and res.settings.mcmc_walkers == 16
     assert res.inputs[0] == f"map={files / 'delta.fits'}"
     with h5py.File(out / "fit.h5", "r") as f:
@@ -204,10 +203,14 @@ def test_roundtrip_of_written_result(sky, tmp_path):
         np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(back.lrt.pvalue, res.lrt.pvalue)
     assert convergence_warnings(res) == []
-    bad = dataclasses.replace(res.mle[-1], converged=False, message="stopped: test")
+    for a, b in zip(back.mle, res.mle):  # the MLE pytree round-trips through the fit file
+        np.testing.assert_array_equal(a.theta, b.theta)
+        assert (a.model, a.likelihood, a.loglike, a.message) == (
+            b.model, b.likelihood, b.loglike, b.message)
+    bad = dataclasses.replace(res.mle[-1], converged=False, status=3, decrement=0.5)
     warned = convergence_warnings(dataclasses.replace(res, mle=(*res.mle[:-1], bad)))
-    assert warned == [f"MLE fit {bad.model}/gaussian did not converge (stopped: test); its LRT "
-                      "rows are flagged"]
+    assert warned == [f"MLE fit {bad.model}/gaussian did not converge (stopped: line search found "
+                      "no increase of lnL (lambda^2/2 = 0.5)); its LRT rows are flagged"]
     with pytest.raises(ConfigError, match="--weights-method OLS: not a weighting method"):
         write_fit_result(res, tmp_path / "r2.h5", tmp_path / "w2.fits", weights_method="OLS")
     with pytest.raises(ConfigError, match="--weights-method ISD-3: was not run"):

@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+from hpcsys.core.comparison import LRTMatrix, MLEGrid
+from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.io import (
     SCHEMA_VERSION,
     Coordinates,
@@ -35,7 +37,7 @@ from hpcsys.io import (
 )
 from hpcsys.io.tables import FORMATS
 from hpcsys.methods.base import MethodDiagnostics, MethodResult
-from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
+from hpcsys.pipeline import STAGES, RealisationResult, TaskTimings
 
 K, B, NPIX = 3, 5, 40
 METHODS = ("OLS", "ISD-1", "MCMC-comb")
@@ -68,14 +70,16 @@ def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult
         w_true=rng.normal(size=B), w_obs=rng.normal(size=B), methods=methods,
         w_corrected=rng.normal(size=(M, B)), w_corrected_diag=rng.normal(size=(M, B)),
         w_remeasured=rng.normal(size=(M, B)),
-        mle_loglike=rng.normal(size=(F, L)), mle_converged=rng.random((F, L)) > 0.3,
-        mle_hit_pole=np.zeros((F, L), bool),
-        mle_a=rng.normal(size=(F, L, K)), mle_b=rng.normal(size=(F, L, K)),
-        mle_a_err=rng.random((F, L, K)), mle_b_err=rng.random((F, L, K)),
-        mle_s=rng.random((F, L)), mle_g=rng.normal(size=(F, L)),
-        lrt_lambda=rng.chisquare(3, size=(Q, L)), lrt_pvalue=rng.random((Q, L)),
-        lrt_dof=rng.integers(1, 7, size=Q), stage_seconds=rng.random(len(STAGES)),
-        peak_memory_mb=float(rng.random() * 100),
+        mle=MLEGrid(
+            loglike=rng.normal(size=(F, L)), converged=rng.random((F, L)) > 0.3,
+            hit_pole=np.zeros((F, L), bool),
+            a=rng.normal(size=(F, L, K)), b=rng.normal(size=(F, L, K)),
+            a_err=rng.random((F, L, K)), b_err=rng.random((F, L, K)),
+            s=rng.random((F, L)), g=rng.normal(size=(F, L))),
+        lrt=LRTMatrix(statistic=rng.chisquare(3, size=(Q, L)), pvalue=rng.random((Q, L)),
+                      dof=rng.integers(1, 7, size=Q)),
+        timings=TaskTimings(stage_seconds=rng.random(len(STAGES)),
+                            peak_memory_mb=float(rng.random() * 100)),
     )
 
 
@@ -184,24 +188,35 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
             for fld in ("seed_words", "a_true", "w_obs", "w_corrected", "w_remeasured"):
                 np.testing.assert_array_equal(getattr(sc, fld),
                                               np.stack([getattr(r, fld) for r in rs]))
-            np.testing.assert_array_equal(sc.lrt.lam, np.stack([r.lrt_lambda for r in rs]))
-            np.testing.assert_array_equal(sc.mle.a, np.stack([r.mle_a for r in rs]))
+            np.testing.assert_array_equal(sc.lrt.statistic,
+                                          np.stack([r.lrt.statistic for r in rs]))
+            np.testing.assert_array_equal(sc.mle.a, np.stack([r.mle.a for r in rs]))
             np.testing.assert_array_equal(sc.timings.stage_seconds,
-                                          np.stack([r.stage_seconds for r in rs]))
+                                          np.stack([r.timings.stage_seconds for r in rs]))
             for m, mname in enumerate(METHODS):
                 ma = sc.methods[mname]
                 assert ma.model == rs[0].methods[m].model
                 np.testing.assert_array_equal(ma.a_mean, np.stack([r.methods[m].a_mean for r in rs]))
                 np.testing.assert_array_equal(
-                    ma.converged, [r.methods[m].diagnostics.converged for r in rs])
-                assert list(ma.message) == [r.methods[m].diagnostics.message for r in rs]
+                    ma.diagnostics.converged, [r.methods[m].diagnostics.converged for r in rs])
+                assert list(ma.diagnostics.message) == [r.methods[m].diagnostics.message
+                                                        for r in rs]
         assert res.table2() is None
-        # dimension names and skipped per-pixel maps
-        assert res._f["scenarios/null/w_corrected"].attrs["dims"] == "realisation,method,bin"
-        assert res._f["scenarios/null/mle/a"].attrs["dims"] == (
-            "realisation,fit_model,likelihood,template")
-        assert "weights" not in res._f["scenarios/null/methods/OLS"]
-        assert "corrected" not in res._f["scenarios/null/methods/OLS"]
+    # dimension scales and skipped per-pixel maps
+    with h5py.File(path, "r") as f:
+        def scales(name: str) -> list[str]:
+            ds = f[name]
+            return [d[0].name for d in ds.dims]
+
+        assert scales("scenarios/null/w_corrected") == [
+            "/scenarios/null/index", "/method", "/theta_arcmin"]
+        assert scales("scenarios/null/mle/a") == [
+            "/scenarios/null/index", "/fit_model", "/likelihood", "/template"]
+        assert scales("scenarios/null/methods/OLS/cov") == [
+            "/scenarios/null/index", "/parameter", "/parameter2"]
+        assert "dims" not in f["scenarios/null/w_corrected"].attrs
+        assert "weights" not in f["scenarios/null/methods/OLS"]
+        assert "corrected" not in f["scenarios/null/methods/OLS"]
 
 
 def test_aggregate_refuses_inconsistent_tasks(tmp_path: Path) -> None:
@@ -256,6 +271,11 @@ def test_reader_errors_are_clear(tmp_path: Path) -> None:
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = 99
     with pytest.raises(ResultsFormatError, match="schema version 99"):
+        open_results(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 1
+    with pytest.raises(ResultsFormatError, match=r"schema version 1, this hpcsys reads only "
+                                                 r"version 2 \(the layout changed"):
         open_results(path)
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION

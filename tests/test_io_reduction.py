@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpcsys.io import LRTArrays, MethodArrays, MLEArrays, ScenarioData, TimingArrays
+from hpcsys.io import (
+    DiagnosticsArrays,
+    LRTArrays,
+    MethodArrays,
+    MLEArrays,
+    ScenarioData,
+    TimingArrays,
+)
 from hpcsys.reduction import recovery_table, table2, table3
 
 K, B = 3, 6
@@ -43,14 +50,15 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
         methods[meth] = MethodArrays(
             name=meth, model=model, a=a, b=b, a_err=err, b_err=err,
             cov=np.zeros((N, 2 * K, 2 * K)), a_mean=nanK, b_mean=nanK, a_std=nanK, b_std=nanK,
-            sigma=np.ones(N), converged=np.ones(N, bool), n_iterations=np.ones(N, int),
-            acceptance_fraction=np.full(N, np.nan), autocorr_time=np.full(N, np.nan),
-            effective_samples=np.full(N, np.nan), hit_pole=np.zeros(N, bool),
-            wall_time=np.zeros(N), message=np.array([""] * N))
+            sigma=np.ones(N), diagnostics=DiagnosticsArrays(
+                converged=np.ones(N, bool), n_iterations=np.ones(N, int),
+                acceptance_fraction=np.full(N, np.nan), autocorr_time=np.full(N, np.nan),
+                effective_samples=np.full(N, np.nan), hit_pole=np.zeros(N, bool),
+                wall_time=np.zeros(N), message=np.array([""] * N)))
     F = 4
     z = np.zeros
     return ScenarioData(
-        name=name, index=np.arange(N), seed_words=z((N, 4), np.uint32), a_true=a_true,
+        scenario=name, index=np.arange(N), seed_words=z((N, 4), np.uint32), a_true=a_true,
         b_true=b_true, w_true=w_true, w_obs=w_obs, w_corrected=w_corr,
         w_corrected_diag=w_corr.copy(), w_remeasured=w_corr.copy(), methods=methods,
         mle=MLEArrays(*(z((N, F, L)),) * 3, *(z((N, F, L, K)),) * 4, z((N, F, L)),
@@ -72,7 +80,7 @@ def test_table2_wilks_size_and_power() -> None:
     assert np.all(t.fraction_wilks[1] == 1.0) and np.all(t.fraction_calibrated[1] == 1.0)
     # leave-one-out calibration on the null itself: size alpha up to ties, 20 of 400 here
     np.testing.assert_allclose(t.fraction_calibrated[0], 20 / N)
-    np.testing.assert_allclose(t.critical_lambda[:, 0], np.quantile(null.lrt.lam[:, :, 0],
+    np.testing.assert_allclose(t.critical_lambda[:, 0], np.quantile(null.lrt.statistic[:, :, 0],
                                                                     1 - alpha, axis=0))
     assert t.null_scenario == "null"
 

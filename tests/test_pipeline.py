@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpcsys.config import ConfigError, parse_config
+from hpcsys.config import REMEASURED_METHODS, ConfigError, parse_config
 from hpcsys.core.likelihood import n_params
+from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.methods.base import MethodResult
 from hpcsys.pipeline import (
-    FIT_MODELS,
-    LRT_PAIRS,
     STAGES,
-    WEIGHTING_METHODS,
     RealisationResult,
     make_mock,
     prepare_run,
@@ -106,18 +104,26 @@ def test_run_realisation_fully_populated(ctx, combined):
     np.testing.assert_array_equal(r.b_true, ctx.truth.b)
     shapes = {
         "theta_arcmin": (B,), "w_true": (B,), "w_obs": (B,), "w_corrected": (M, B),
-        "w_corrected_diag": (M, B), "w_remeasured": (M, B), "mle_loglike": (F, L),
-        "mle_converged": (F, L), "mle_hit_pole": (F, L), "mle_a": (F, L, K), "mle_b": (F, L, K),
-        "mle_a_err": (F, L, K), "mle_b_err": (F, L, K), "mle_s": (F, L), "mle_g": (F, L),
-        "lrt_lambda": (Q, L), "lrt_pvalue": (Q, L), "lrt_dof": (Q,),
-        "stage_seconds": (len(STAGES),),
+        "w_corrected_diag": (M, B), "w_remeasured": (M, B), "mle.loglike": (F, L),
+        "mle.converged": (F, L), "mle.hit_pole": (F, L), "mle.a": (F, L, K), "mle.b": (F, L, K),
+        "mle.a_err": (F, L, K), "mle.b_err": (F, L, K), "mle.s": (F, L), "mle.g": (F, L),
+        "lrt.statistic": (Q, L), "lrt.pvalue": (Q, L), "lrt.dof": (Q,),
+        "timings.stage_seconds": (len(STAGES),),
     }
+
+    def get(name: str) -> np.ndarray:
+        obj = r
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     for name, shape in shapes.items():
-        assert getattr(r, name).shape == shape, name
-    for name in ("theta_arcmin", "w_true", "w_obs", "w_corrected", "w_remeasured", "mle_loglike",
-                 "mle_a", "mle_b", "mle_s", "mle_g", "lrt_lambda", "lrt_pvalue", "stage_seconds"):
-        assert np.all(np.isfinite(getattr(r, name))), name
-    is_weighting = np.array([n in WEIGHTING_METHODS for n in cfg.methods.names])
+        assert get(name).shape == shape, name
+    for name in ("theta_arcmin", "w_true", "w_obs", "w_corrected", "w_remeasured", "mle.loglike",
+                 "mle.a", "mle.b", "mle.s", "mle.g", "lrt.statistic", "lrt.pvalue",
+                 "timings.stage_seconds"):
+        assert np.all(np.isfinite(get(name))), name
+    is_weighting = np.array([n in REMEASURED_METHODS for n in cfg.methods.names])
     assert np.all(np.isfinite(r.w_corrected_diag[~is_weighting]))
     assert np.all(np.isnan(r.w_corrected_diag[is_weighting]))
     np.testing.assert_array_equal(r.w_corrected[is_weighting], r.w_remeasured[is_weighting])
@@ -125,18 +131,18 @@ def test_run_realisation_fully_populated(ctx, combined):
     for f, model in enumerate(FIT_MODELS):
         has_a = model in ("additive", "combined")
         has_b = model in ("multiplicative", "combined")
-        assert np.all(np.isfinite(r.mle_a_err[f]) == has_a)
-        assert np.all(np.isfinite(r.mle_b_err[f]) == has_b)
+        assert np.all(np.isfinite(r.mle.a_err[f]) == has_a)
+        assert np.all(np.isfinite(r.mle.b_err[f]) == has_b)
     for q, (null, alt) in enumerate(LRT_PAIRS):
-        assert r.lrt_dof[q] == n_params(alt, "gaussian", K) - n_params(null, "gaussian", K)
-    assert np.all(r.lrt_lambda > -1e-6)  # nested maxima
-    assert np.all((r.lrt_pvalue >= 0) & (r.lrt_pvalue <= 1))
+        assert r.lrt.dof[q] == n_params(alt, "gaussian", K) - n_params(null, "gaussian", K)
+    assert np.all(r.lrt.statistic > -1e-6)  # nested maxima
+    assert np.all((r.lrt.pvalue >= 0) & (r.lrt.pvalue <= 1))
     assert len(r.methods) == M
     assert all(isinstance(m, MethodResult) for m in r.methods)
     assert [m.name for m in r.methods] == list(cfg.methods.names)
-    assert np.all(r.stage_seconds > 0)
-    assert r.stage_seconds[-1] >= r.stage_seconds[:-1].sum() * 0.99
-    assert r.peak_memory_mb > 10
+    assert np.all(r.timings.stage_seconds > 0)
+    assert r.timings.stage_seconds[-1] >= r.timings.stage_seconds[:-1].sum() * 0.99
+    assert r.timings.peak_memory_mb > 10
 
 
 def test_null_without_shot_noise_observes_the_true_w(combined):

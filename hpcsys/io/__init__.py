@@ -8,6 +8,7 @@ to rebuild). The layout of ``results.h5`` is documented in
 
 from hpcsys.io.results import (
     Coordinates,
+    DiagnosticsArrays,
     LRTArrays,
     MethodArrays,
     MLEArrays,
@@ -40,6 +41,7 @@ __all__ = [
     "FORMATS",
     "SCHEMA_VERSION",
     "Coordinates",
+    "DiagnosticsArrays",
     "LRTArrays",
     "MLEArrays",
     "MethodArrays",
