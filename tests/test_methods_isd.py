@@ -107,3 +107,20 @@ def test_isd3_catches_what_isd1_misses():
     assert cubic[0] > 5.0  # ISD-1 leaves the quadratic trend
     assert cubic[1] < st.isd_threshold  # ISD-3 removed it
     assert r3.diagnostics.n_iterations >= 1
+
+
+def test_bad_binning_is_a_method_input_error():
+    """Too few bins for the order, or too few pixels for the bins: MethodInputError (exit 2)."""
+    from hpcsys.methods import MethodInputError
+
+    data = synthetic_map(21, npix=2000)
+    with pytest.raises(MethodInputError, match=r"methods\.isd_n_bins: ISD of order 3 needs at least 5"):
+        run_method("ISD-3", data, MethodsSection(isd_n_bins=4), SEED)
+    with pytest.raises(MethodInputError, match=r"methods\.isd_n_bins: 1500 bins need at least 3000"):
+        run_method("ISD-1", data, MethodsSection(isd_n_bins=1500), SEED)
+
+
+def test_iteration_count_is_the_number_of_corrections():
+    data = synthetic_map(20, density_b=C_TRUE, npix=30000)
+    r = run_method("ISD-1", data, MethodsSection(), SEED)
+    assert r.diagnostics.n_iterations == r.diagnostics.message.count("sigma") >= 3

@@ -66,7 +66,7 @@ def test_config_validates_against_the_vocabulary():
     cfg = parse_config({"run": {"scenarios": list(vocab.SCENARIOS)},
                         "methods": {"likelihoods": list(vocab.LIKELIHOODS)}})
     assert cfg.run.scenarios == vocab.SCENARIOS
-    with pytest.raises(ConfigError, match="methods.likelihoods"):
+    with pytest.raises(ConfigError, match=r"methods\.likelihoods"):
         parse_config({"methods": {"likelihoods": ["student"]}})
 
 

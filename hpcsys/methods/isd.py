@@ -66,7 +66,7 @@ from scipy.special import ndtri_exp
 from scipy.stats import chi2
 
 from hpcsys.config import MethodsSection
-from hpcsys.methods._shared import embed_cov, fit_basis, make_result
+from hpcsys.methods._shared import MethodInputError, embed_cov, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
 
 __all__ = ["TrendFit", "binned_trend", "isd_significance", "run_isd1", "run_isd3"]
@@ -182,17 +182,19 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
     Tf = basis.templates
     n_bins = settings.isd_n_bins
     if n_bins < order + 2:
-        raise ValueError(
+        raise MethodInputError(
             f"methods.isd_n_bins: ISD of order {order} needs at least {order + 2} bins, got {n_bins}"
         )
     if npix < 2 * n_bins:
-        raise ValueError(f"methods.isd_n_bins: {n_bins} bins need at least {2 * n_bins} pixels, got {npix}")
+        raise MethodInputError(
+            f"methods.isd_n_bins: {n_bins} bins need at least {2 * n_bins} pixels, got {npix}")
     bins = [_bin_index(Tf[i], n_bins) for i in range(K)]
     y0 = 1.0 + delta
     w = np.ones(npix)
     b = np.zeros(K)
     b_var = np.zeros(K)
-    steps: list[str] = []
+    steps: list[str] = []  # one entry per selection (and the reason of a stop), for the message
+    n_corrections = 0  # weight corrections applied
     converged = False
     hit_pole = False
     selected = np.zeros(K, dtype=bool)
@@ -216,6 +218,7 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
         selected[best] = True
         b[best] += slope
         b_var[best] += var
+        n_corrections += 1
         steps.append(f"t{best}:{sig[best]:.1f}sigma")
     else:
         # loop exhausted: converged only if the last correction left nothing significant
@@ -232,7 +235,7 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
     cov_b = basis.cov_to_original(np.diag(b_var))
     diag = MethodDiagnostics(
         converged=converged,
-        n_iterations=len([s for s in steps if "stopped" not in s]),
+        n_iterations=n_corrections,
         hit_pole=hit_pole,
         wall_time=time.perf_counter() - t0,
         message=("selected " + ", ".join(steps)) if steps else "no significant template",
@@ -260,6 +263,11 @@ def run_isd1(data: MapData, settings: MethodsSection, seed: np.random.SeedSequen
     -------
     MethodResult
         Weights, corrected map and ``b`` as defined in the module docstring.
+
+    Raises
+    ------
+    MethodInputError
+        ``methods.isd_n_bins`` too small for the order, or too large for the pixels.
     """
     del seed
     return _run_isd(data, settings, 1, "ISD-1")
