@@ -11,24 +11,37 @@ string and an optional check in its metadata, so the same table drives
 A bad value raises :class:`ConfigError` with one line naming the dotted key,
 e.g. ``sky.nside: must be a power of two, got 100``.
 
-Close to a leaf: the only import from :mod:`hpcsys` is the pure-Python model
-vocabulary of :mod:`hpcsys.core.models` (scenarios and likelihoods are validated
+Close to a leaf: the only imports from :mod:`hpcsys` are its building blocks
+(:mod:`hpcsys.config_checks`) and the pure-Python model vocabulary of
+:mod:`hpcsys.core.models` (scenarios and likelihoods are validated
 against it; it does not import JAX).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hpcsys.config_checks import (
+    ConfigError,
+    _at_least,
+    _coerce,
+    _fraction,
+    _non_negative,
+    _one_of,
+    _open_unit,
+    _optional,
+    _param,
+    _positive,
+    _power_of_two,
+    _subset_of,
+)
 from hpcsys.core.models import LIKELIHOODS, SCENARIOS
 
 __all__ = [
@@ -56,74 +69,6 @@ REMEASURED_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3")
 WEIGHT_MAP_METHODS: tuple[str, ...] = ("ISD-1", "ISD-3", "MCMC-comb")
 #: Template spectral families (docs/science/conventions.rst).
 TEMPLATE_FAMILIES: tuple[str, ...] = ("exp", "gauss", "power2", "power1", "white")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or out of range.
-
-    The message is one line and starts with the dotted key (or the file name).
-    """
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _param(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
-    """Declare a config field with its default, documentation and value check."""
-    if isinstance(default, (list, dict)):
-        raise TypeError("use tuples for sequence defaults")
-    return field(default=default, metadata={"doc": doc, "check": check})
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else f"must be > 0, got {v}"
-
-
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else f"must be >= 0, got {v}"
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0 <= v < 1 else f"must be in [0, 1), got {v}"
-
-
-def _open_unit(v: float) -> str | None:
-    return None if 0 < v < 1 else f"must be in (0, 1), got {v}"
-
-
-def _power_of_two(v: int) -> str | None:
-    if v < 1 or v > 8192 or v & (v - 1):
-        return f"must be a power of two between 1 and 8192, got {v}"
-    return None
-
-
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
-
-    return check
-
-
-def _subset_of(choices: tuple[str, ...]) -> Callable[[tuple[str, ...]], str | None]:
-    def check(v: tuple[str, ...]) -> str | None:
-        if len(v) == 0:
-            return "must name at least one entry"
-        bad = [x for x in v if x not in choices]
-        if bad:
-            return f"unknown entries {bad}; choose from {', '.join(choices)}"
-        if len(set(v)) != len(v):
-            return f"entries must be unique, got {list(v)}"
-        return None
-
-    return check
-
-
-def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    return lambda v: None if v is None else check(v)
-
-
-def _at_least(n: int) -> Callable[[int], str | None]:
-    return lambda v: None if v >= n else f"must be >= {n}, got {v}"
 
 
 # --------------------------------------------------------------------------- sections
@@ -396,58 +341,6 @@ def _plain(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
     return v
-
-
-# --------------------------------------------------------------------------- coercion
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Coerce a YAML value to the annotated type ``tp`` or raise ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, value, a)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            if args and args[-1] is Ellipsis and not isinstance(value, (list, tuple, dict)):
-                value = [value]  # a scalar where a list is expected: a one-element list
-            else:
-                raise ConfigError(f"{key}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not value.is_integer()
-        ):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: must be finite, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"unsupported config type {tp!r} for {key}")
 
 
 def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:

@@ -4,7 +4,7 @@ Python API
 ----------
 :func:`fit_files` reads FITS files (:func:`hpcsys.io.maps.load_user_maps`),
 :func:`fit_maps` takes full-sky RING arrays; both validate the input
-(:func:`hpcsys.io.maps.prepare_maps`: the handling of every kind of bad input
+(:func:`hpcsys.io.prepare.prepare_maps`: the handling of every kind of bad input
 is tabulated there), run the chosen methods (:func:`hpcsys.methods.run_method`)
 and the maximum-likelihood fits of every model in
 :data:`hpcsys.core.models.FIT_MODELS` under each chosen likelihood
@@ -94,7 +94,8 @@ from hpcsys.config import (
     apply_overrides,
     load_config,
 )
-from hpcsys.io.maps import MapInputError, PreparedMaps, load_user_maps, prepare_maps
+from hpcsys.io.maps import MapInputError, load_user_maps
+from hpcsys.io.prepare import PreparedMaps, prepare_maps
 from hpcsys.seeds import seed_sequence
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class MapSummary:
     dropped, dropped_reasons : tuple of str
         Dropped templates and why (constant, duplicate, linear combination).
     n_input_templates, n_outside_mask, n_bad_map, n_bad_mask : int
-        See :class:`hpcsys.io.maps.PreparedMaps`.
+        See :class:`hpcsys.io.prepare.PreparedMaps`.
     n_bad_templates : ndarray of int64, shape (n_input_templates,)
         NaN/inf/UNSEEN pixels inside the mask, per input template.
     mean_count : float
@@ -308,7 +309,7 @@ def fit_prepared(
     Parameters
     ----------
     prepared : PreparedMaps
-        From :func:`hpcsys.io.maps.prepare_maps`.
+        From :func:`hpcsys.io.prepare.prepare_maps`.
     methods, likelihoods : sequence of str, optional
         Override ``settings.names`` / ``settings.likelihoods``.
     settings : MethodsSection, optional

@@ -7,7 +7,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from hpcsys.io.maps import MapInputError, load_user_maps, prepare_maps, read_healpix
+from hpcsys.io.maps import MapInputError, load_user_maps, read_healpix
+from hpcsys.io.prepare import prepare_maps
 from hpcsys.seeds import rng
 
 NSIDE = 16

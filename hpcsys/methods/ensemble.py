@@ -58,8 +58,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import emcee
 import jax
@@ -69,7 +70,7 @@ from jax import Array, lax
 
 from hpcsys.config import MethodsSection
 from hpcsys.core.fit import MLEResult, fit_mle
-from hpcsys.core.likelihood import param_layout
+from hpcsys.core.likelihood import ParamLayout, param_layout
 from hpcsys.core.models import MODELS
 from hpcsys.methods._shared import FitBasis, MethodInputError, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
@@ -383,12 +384,27 @@ def _autocorr(samples: np.ndarray, thin: int) -> np.ndarray:
     return np.asarray(tau, dtype=float) * thin
 
 
-def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence,
-              model: str, name: str) -> MethodResult:
-    t0 = time.perf_counter()
+class _MCMCSetup(NamedTuple):
+    """Everything :func:`_run_mcmc` prepares before sampling."""
+
+    delta: np.ndarray
+    T: np.ndarray
+    lay: ParamLayout
+    basis: FitBasis
+    logpost: Callable
+    pdata: Any
+    d_j: Array
+    T_j: Array
+    mle0: MLEResult
+    p0: np.ndarray
+
+
+def _mcmc_setup(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence,
+                model: str, name: str) -> _MCMCSetup:
+    """Check the settings, build the posterior in the fitting basis and start at the MLE."""
     delta = np.asarray(data.delta, dtype=float)
     T = np.asarray(data.templates, dtype=float)
-    K, npix = T.shape
+    K = T.shape[0]
     lay = param_layout(model, "gaussian", K)
     P = lay.size
     W = settings.mcmc_walkers
@@ -415,28 +431,49 @@ def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSeque
     mle0 = fit_mle(d_j, T_j, model, "gaussian", max_iter=settings.mle_max_iter, tol=settings.mle_tol)
     rng = np.random.default_rng(_child(seed, 0))
     p0 = _initial_ball(mle0, logpost, pdata, W, rng)
-    chain = _SAMPLERS[settings.mcmc_backend](logpost, pdata, p0, settings.mcmc_steps,
-                                             settings.mcmc_burn_in, settings.mcmc_thin, _child(seed, 1))
-    samples, lp = chain.samples, chain.log_prob
-    if not np.all(np.isfinite(lp)):
+    return _MCMCSetup(delta, T, lay, basis, logpost, pdata, d_j, T_j, mle0, p0)
+
+
+def _mcmc_sample(setup: _MCMCSetup, settings: MethodsSection, seed: np.random.SeedSequence,
+                 name: str) -> ChainResult:
+    """Run the configured sampler from the initial ball."""
+    chain = _SAMPLERS[settings.mcmc_backend](setup.logpost, setup.pdata, setup.p0,
+                                             settings.mcmc_steps, settings.mcmc_burn_in,
+                                             settings.mcmc_thin, _child(seed, 1))
+    if not np.all(np.isfinite(chain.log_prob)):
         raise RuntimeError(f"{name}: a kept sample lies outside the domain (sampler error)")
-    # point estimate: best sample (or the MLE start, if better) refined to the maximum
-    flat = samples.reshape(-1, P)
-    flat_lp = lp.reshape(-1)
+    return chain
+
+
+def _mcmc_refine(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection,
+                 model: str) -> tuple[np.ndarray, MLEResult, str]:
+    """Point estimate: the best sample (or the MLE start, if better) refined to the maximum."""
+    P = setup.lay.size
+    flat = chain.samples.reshape(-1, P)
+    flat_lp = chain.log_prob.reshape(-1)
     best = flat[int(np.argmax(flat_lp))]
     best_lp = float(flat_lp.max())
-    start_lp = float(np.asarray(logpost(jnp.asarray(mle0.theta)[None, :], pdata))[0])
+    mle0 = setup.mle0
+    start_lp = float(np.asarray(setup.logpost(jnp.asarray(mle0.theta)[None, :], setup.pdata))[0])
     if start_lp > best_lp:
         best, best_lp = np.asarray(mle0.theta, dtype=float), start_lp
-    mle = fit_mle(d_j, T_j, model, "gaussian", theta0=jnp.asarray(best),
+    mle = fit_mle(setup.d_j, setup.T_j, model, "gaussian", theta0=jnp.asarray(best),
                   max_iter=settings.mle_max_iter, tol=settings.mle_tol)
     # same function evaluated two ways: allow for rounding of a sum over N pixels
     if mle.converged and np.isfinite(mle.loglike) and mle.loglike >= best_lp - 1e-10 * abs(best_lp) - 1e-8:
-        theta_hat, msg = np.asarray(mle.theta, dtype=float), "maximum refined by fit_mle"
-    else:
-        theta_hat = best
-        msg = f"fit_mle refinement failed ({mle.message}); point estimate = best sample"
-    # back to the original basis
+        return np.asarray(mle.theta, dtype=float), mle, "maximum refined by fit_mle"
+    return best, mle, f"fit_mle refinement failed ({mle.message}); point estimate = best sample"
+
+
+def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, theta_hat: np.ndarray,
+                    mle: MLEResult, msg: str, settings: MethodsSection, model: str, name: str,
+                    t0: float) -> MethodResult:
+    """Back to the original basis: estimates, posterior moments, diagnostics, corrected map."""
+    lay, basis, T, delta = setup.lay, setup.basis, setup.T, setup.delta
+    K, npix = T.shape
+    W = settings.mcmc_walkers
+    samples = chain.samples
+    flat = samples.reshape(-1, lay.size)
     a_hat = basis.coef_to_original(theta_hat[lay.a])
     a_s = basis.coef_to_original(flat[:, lay.a])
     if lay.b is not None:
@@ -458,7 +495,7 @@ def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSeque
     tau_max = float(np.max(tau))
     converged = bool(n_kept_steps > 50 * tau_max)
     has_b = MODELS[model][1]
-    hit_pole = bool(has_b and (chain.n_outside > 0 or mle.hit_pole or mle0.hit_pole))
+    hit_pole = bool(has_b and (chain.n_outside > 0 or mle.hit_pole or setup.mle0.hit_pole))
     b_for_map = np.zeros(K) if b_hat is None else b_hat
     factor = 1.0 + b_for_map @ T
     corrected = (delta - a_hat @ T) / factor
@@ -484,6 +521,16 @@ def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSeque
         a=a_hat, b=b_hat, a_err=std[:K], b_err=std[K:] if b_s is not None else None,
         cov=cov, sigma=float(theta_hat[lay.s]), weights=weights, **post,
     )
+
+
+def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence,
+              model: str, name: str) -> MethodResult:
+    """Set up, sample, refine the point estimate, summarise (one MCMC method)."""
+    t0 = time.perf_counter()
+    setup = _mcmc_setup(data, settings, seed, model, name)
+    chain = _mcmc_sample(setup, settings, seed, name)
+    theta_hat, mle, msg = _mcmc_refine(setup, chain, settings, model)
+    return _mcmc_summarise(setup, chain, theta_hat, mle, msg, settings, model, name, t0)
 
 
 def run_mcmc_add(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence) -> MethodResult:
