@@ -87,8 +87,7 @@ _HOISTED: tuple[str, ...] = ("theta_arcmin",)
 def _older_schema(path: Path, version: int) -> ResultsFormatError:
     return ResultsFormatError(
         f"{path}: schema version {version}, this hpcsys reads only version {SCHEMA_VERSION} "
-        f"(the layout changed; re-run the reduction with `hpcsys reduce` or the run itself "
-        f"with this hpcsys version)")
+        f"(the layout changed: run the configuration again with this hpcsys version)")
 
 
 
