@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("NEW-ONLY", "-", path, np.nan, np.nan, "no old dataset maps here"))
         failures += 1
 
-    width = max(len(r[2]) for r in rows) if rows else 10
+    width = max((len(r[2]) for r in rows), default=10)
     print(f"old: {args.old}\nnew: {args.new}\n")
-    print(f"{'status':8} {'new path (old path if renamed)':{width}}  {'max|d|':>10} {'max|d|/|a|':>10}")
+    print(f"{'status':8} {'path in the new file':{width}}  {'max|d|':>9} {'max|d|/|a|':>10}  note")
     for status, path, target, max_abs, max_rel, note in rows:
-        label = target if path in (target, "-") else f"{target} (was {path})"
-        print(f"{status:8} {label:{width}}  {max_abs:10.3g} {max_rel:10.3g}  {note}")
+        if path not in (target, "-"):
+            note = f"{note}; was {path}" if note else f"was {path}"
+        print(f"{status:8} {target:{width}}  {max_abs:9.3g} {max_rel:10.3g}  {note}")
     print(f"\n{len(rows)} datasets compared, {failures} mismatched or missing; "
           f"{len(tolerated)} compared with a tolerance"
           + (f" ({', '.join(tolerated)})" if tolerated else " (all others exactly)"))
