@@ -77,3 +77,16 @@ def test_importing_the_vocabulary_does_not_import_jax():
     code = "import sys, hpcsys.core.models, hpcsys.config; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_hpcsys_fit_does_not_import_the_pipeline():
+    """``hpcsys fit`` shares compare_models with the pipeline, not the pipeline module itself
+    (which pulls in GLASS and TreeCorr)."""
+    imported = set()
+    for node in ast.walk(ast.parse((ROOT / "userfit.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert "hpcsys.core.comparison" in imported
+    assert not {m for m in imported if m.startswith("hpcsys.pipeline")}
