@@ -12,7 +12,7 @@ A bad value raises :class:`ConfigError` with one line naming the dotted key,
 e.g. ``sky.nside: must be a power of two, got 100``.
 
 Close to a leaf: the only imports from :mod:`hpcsys` are its building blocks
-(:mod:`hpcsys.config_checks`) and the pure-Python model vocabulary of
+(``hpcsys._config_checks``) and the pure-Python model vocabulary of
 :mod:`hpcsys.core.models` (scenarios and likelihoods are validated
 against it; it does not import JAX).
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from hpcsys.config_checks import (
+from hpcsys._config_checks import (
     ConfigError,
     _at_least,
     _coerce,

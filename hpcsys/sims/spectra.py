@@ -1,7 +1,9 @@
 """Angular power spectra: the KiDS-like galaxy target and the template families.
 
-Target galaxy spectrum (docs/science/conventions.rst)
----------------------------------------------
+Target galaxy spectrum
+----------------------
+See docs/science/conventions.rst.
+
 The true overdensity of every mock is a lognormal field whose angular power
 spectrum is the linear-bias galaxy clustering spectrum of a KiDS-like
 photometric sample. The spectrum is computed once with CAMB and shipped as
@@ -24,8 +26,10 @@ The table is for unit linear bias; :func:`target_cl` multiplies it by
   magnification), Limber approximation switched on by CAMB where accurate;
 * multipoles 0 <= l <= 6143 (3 x NSIDE - 1 for NSIDE 2048), C_0 = C_1 = 0.
 
-Template families (docs/science/conventions.rst)
-----------------------------------------
+Template families
+-----------------
+See docs/science/conventions.rst.
+
 ``exp``: exp(-l/500), ``gauss``: exp(-(l/250)^2), ``power2``: (l+1)^-2,
 ``power1``: (l+1)^-1, ``white``: constant; each normalised by
 :func:`template_cl` to unit pixel variance, sum_l (2l+1)/(4 pi) C_l = 1, with
