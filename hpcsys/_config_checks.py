@@ -26,6 +26,9 @@ class ConfigError(ValueError):
     The message is one line and starts with the dotted key (or the file name).
     """
 
+    # public home (docs, pickling by reference, reprs): hpcsys.config re-exports it
+    __module__ = "hpcsys.config"
+
 
 # --------------------------------------------------------------------------- checks
 
