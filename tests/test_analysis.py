@@ -5,7 +5,7 @@ A session fixture runs ``hpcsys run`` on ``configs/ci.yaml`` (serial, NSIDE 16,
 (enough for Table 3's Hartlap inverse) in a temporary directory, then
 ``analysis/make_all.py`` on its ``results.h5``. The table files are compared
 with values recomputed here directly from the per-realisation datasets with
-h5py and NumPy, following the definitions of SCIENCE.md section 8 and
+h5py and NumPy, following the definitions of ``docs/science/tables.rst`` and
 :mod:`hpcsys.reduction`'s docstring, not its code.
 """
 
@@ -33,8 +33,10 @@ ALPHA = 0.05
 #: Hartlap-corrected covariance of Table 3 (N > bins + 2).
 CI_CONFIG = ROOT / "configs" / "ci.yaml"
 OVERRIDES = (f"run.n_realisations={N_REAL}", f"twopoint.n_bins={N_BINS}",
-             f"analysis.alpha={ALPHA}",
-             f"parallel.compilation_cache_dir={ROOT / 'runs' / '.jax_cache'}")
+             f"analysis.alpha={ALPHA}")
+
+#: Every test here reads the outputs of one ``hpcsys run`` subprocess.
+pytestmark = pytest.mark.slow
 
 EXPECTED = [
     "table2.md", "table2.csv", "table2.tex",
@@ -56,12 +58,12 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def run_h5(tmp_path_factory) -> Path:
+def run_h5(tmp_path_factory, jax_cache_dir) -> Path:
     """results.h5 of a small serial run."""
     d = tmp_path_factory.mktemp("analysis_run")
     out = d / "run"
     cmd = [sys.executable, "-m", "hpcsys", "run", str(CI_CONFIG), "--set", f"run.output_dir={out}"]
-    for o in OVERRIDES:
+    for o in (*OVERRIDES, f"parallel.compilation_cache_dir={jax_cache_dir}"):
         cmd += ["--set", o]
     proc = subprocess.run(cmd, cwd=d, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
