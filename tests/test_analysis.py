@@ -35,9 +35,6 @@ CI_CONFIG = ROOT / "configs" / "ci.yaml"
 OVERRIDES = (f"run.n_realisations={N_REAL}", f"twopoint.n_bins={N_BINS}",
              f"analysis.alpha={ALPHA}")
 
-#: Every test here reads the outputs of one ``hpcsys run`` subprocess.
-pytestmark = pytest.mark.slow
-
 EXPECTED = [
     "table2.md", "table2.csv", "table2.tex",
     "table3.md", "table3.csv", "table3.tex",
@@ -76,12 +73,12 @@ def run_h5(tmp_path_factory, jax_cache_dir) -> Path:
 def analysis_dir(run_h5, tmp_path_factory) -> Path:
     """Output directory of analysis/make_all.py on the run (run in-process)."""
     out = tmp_path_factory.mktemp("analysis_out")
-    sys.path.insert(0, str(ANALYSIS))
-    try:
+    # analysis/ is a directory of scripts that import each other, as when run as
+    # ``python analysis/make_all.py``: put it on the path for this import only
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ANALYSIS))
         make_all = importlib.import_module("make_all")
         rc = make_all.main([str(run_h5), "--out", str(out)])
-    finally:
-        sys.path.remove(str(ANALYSIS))
     assert rc == 0
     return out
 
@@ -110,6 +107,7 @@ def _labels(f: h5py.File, axis: str) -> list[str]:
 # --------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_every_output_is_written(analysis_dir):
     for name in EXPECTED:
         p = analysis_dir / name
@@ -125,6 +123,7 @@ def test_every_output_is_written(analysis_dir):
 # --------------------------------------------------------------------------- Table 2
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_table2_matches_recomputation(run_h5, analysis_dir):
     """Wilks: fraction of p < alpha; calibrated: p_emp = (1 + #{lam_null >= lam})/(1 + M) <= alpha."""
     rows = _rows(analysis_dir / "table2.csv")
@@ -175,6 +174,7 @@ def _amplitude_bias(w_true: np.ndarray, w_x: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_table3_matches_recomputation(run_h5, analysis_dir):
     rows = _rows(analysis_dir / "table3.csv")
     with h5py.File(run_h5, "r") as f:
@@ -203,6 +203,7 @@ def test_table3_matches_recomputation(run_h5, analysis_dir):
 # --------------------------------------------------------------------------- recovery
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_recovery_matches_recomputation(run_h5, analysis_dir):
     rows = _rows(analysis_dir / "recovery.csv")
     assert rows
@@ -232,6 +233,7 @@ def test_recovery_matches_recomputation(run_h5, analysis_dir):
 # --------------------------------------------------------------------------- summary
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_validation_summary_states_recomputed_numbers(run_h5, analysis_dir):
     text = (analysis_dir / "validation.md").read_text()
     for heading in ("## 1.", "## 2.", "## 3.", "## 4."):
@@ -247,19 +249,17 @@ def test_validation_summary_states_recomputed_numbers(run_h5, analysis_dir):
     assert "slope of log(Laplace width) vs log(N)" in text
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_population_width_of_the_run_shrinks_as_inverse_sqrt_n(analysis_dir):
     header = (analysis_dir / "population.csv").read_text().splitlines()[1]
     slope, err = (float(v) for v in header.split(":")[1].split("(")[0].split("±"))
     assert abs(slope + 0.5) < 3.0 * err, header
 
 
-def test_leave_one_out_calibration_has_exact_size():
+def test_leave_one_out_calibration_has_exact_size(monkeypatch):
     """For distinct values exactly floor(alpha M) of M realisations are rejected."""
-    sys.path.insert(0, str(ANALYSIS))
-    try:
-        validation = importlib.import_module("validation")
-    finally:
-        sys.path.remove(str(ANALYSIS))
+    monkeypatch.syspath_prepend(str(ANALYSIS))  # the analysis scripts import each other
+    validation = importlib.import_module("validation")
     rng = np.random.default_rng(3)
     for m in (19, 40, 101):
         lam = rng.chisquare(3, size=m)
@@ -268,6 +268,7 @@ def test_leave_one_out_calibration_has_exact_size():
         assert np.all(lam[rej] > np.max(lam[~rej]))
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_scripts_run_alone_and_refuse_bad_input(run_h5, tmp_path):
     env = _env()
     proc = subprocess.run([sys.executable, str(ANALYSIS / "table2.py"), str(run_h5),
