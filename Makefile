@@ -15,7 +15,9 @@ STAMP := $(VENV)/.installed
 export HDF5_USE_FILE_LOCKING ?= FALSE
 export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
-.PHONY: install run test test-serial test-mpi test-slurm docs lint bench clean
+MIN_VENV ?= /tmp/hpcsys-minvenv
+
+.PHONY: install run test test-serial test-fast test-mpi test-slurm test-min docs lint bench clean
 
 $(STAMP): pyproject.toml setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +39,25 @@ lint: install
 test-serial: install
 	$(PY) -m pytest -q -m "not mpi and not slurm" tests
 
+# While developing: the serial tests without the end-to-end subprocess runs (not part of test).
+test-fast: install
+	$(PY) -m pytest -q -m "not mpi and not slurm and not slow" tests
+
+# Both MPI sessions and all their ranks share one JAX compilation cache in a temporary
+# directory (tests/conftest.py), removed afterwards.
 test-mpi: install
-	timeout 900 $(BIN)/mpiexec -n 2 $(PY) -m pytest -q --with-mpi -m mpi -p no:cacheprovider tests
-	timeout 900 $(BIN)/mpiexec -n 3 $(PY) -m pytest -q --with-mpi -m mpi -p no:cacheprovider tests
+	cache=$$(mktemp -d -t hpcsys-test-jax-cache-XXXXXX) && export HPCSYS_TEST_JAX_CACHE=$$cache && \
+	timeout 900 $(BIN)/mpiexec -n 2 $(PY) -m pytest -q --with-mpi -m mpi -p no:cacheprovider tests && \
+	timeout 900 $(BIN)/mpiexec -n 3 $(PY) -m pytest -q --with-mpi -m mpi -p no:cacheprovider tests; \
+	rc=$$?; rm -rf "$$cache"; exit $$rc
+
+# The declared dependency floors (tests/min-versions.txt) in a throwaway venv; not part of test.
+test-min:
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install -q --only-binary=:all: -r tests/min-versions.txt
+	PYTHONPATH=$(CURDIR) $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		-m "not mpi and not slurm and not slow" tests
 
 test-slurm: install
 	timeout 900 $(PY) -m pytest -q -m slurm -p no:cacheprovider tests/test_slurm.py

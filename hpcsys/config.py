@@ -94,8 +94,11 @@ class RunSection:
     )
     precision: str = _param(
         "float64",
-        "Floating-point precision of the JAX core, switched on by the entry point.",
-        _one_of("float64", "float32"),
+        "Floating-point precision of the JAX core, switched on by the entry point. Only "
+        "``float64``: the maximum-likelihood fits cannot reach their convergence tolerance "
+        "and the likelihood-ratio statistics are quantised in float32 "
+        "(docs/science/conventions.rst, Precision).",
+        _one_of("float64"),
     )
 
 

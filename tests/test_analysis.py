@@ -5,7 +5,7 @@ A session fixture runs ``hpcsys run`` on ``configs/ci.yaml`` (serial, NSIDE 16,
 (enough for Table 3's Hartlap inverse) in a temporary directory, then
 ``analysis/make_all.py`` on its ``results.h5``. The table files are compared
 with values recomputed here directly from the per-realisation datasets with
-h5py and NumPy, following the definitions of SCIENCE.md section 8 and
+h5py and NumPy, following the definitions of ``docs/science/tables.rst`` and
 :mod:`hpcsys.reduction`'s docstring, not its code.
 """
 
@@ -33,8 +33,7 @@ ALPHA = 0.05
 #: Hartlap-corrected covariance of Table 3 (N > bins + 2).
 CI_CONFIG = ROOT / "configs" / "ci.yaml"
 OVERRIDES = (f"run.n_realisations={N_REAL}", f"twopoint.n_bins={N_BINS}",
-             f"analysis.alpha={ALPHA}",
-             f"parallel.compilation_cache_dir={ROOT / 'runs' / '.jax_cache'}")
+             f"analysis.alpha={ALPHA}")
 
 EXPECTED = [
     "table2.md", "table2.csv", "table2.tex",
@@ -56,12 +55,12 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def run_h5(tmp_path_factory) -> Path:
+def run_h5(tmp_path_factory, jax_cache_dir) -> Path:
     """results.h5 of a small serial run."""
     d = tmp_path_factory.mktemp("analysis_run")
     out = d / "run"
     cmd = [sys.executable, "-m", "hpcsys", "run", str(CI_CONFIG), "--set", f"run.output_dir={out}"]
-    for o in OVERRIDES:
+    for o in (*OVERRIDES, f"parallel.compilation_cache_dir={jax_cache_dir}"):
         cmd += ["--set", o]
     proc = subprocess.run(cmd, cwd=d, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -74,12 +73,12 @@ def run_h5(tmp_path_factory) -> Path:
 def analysis_dir(run_h5, tmp_path_factory) -> Path:
     """Output directory of analysis/make_all.py on the run (run in-process)."""
     out = tmp_path_factory.mktemp("analysis_out")
-    sys.path.insert(0, str(ANALYSIS))
-    try:
+    # analysis/ is a directory of scripts that import each other, as when run as
+    # ``python analysis/make_all.py``: put it on the path for this import only
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ANALYSIS))
         make_all = importlib.import_module("make_all")
         rc = make_all.main([str(run_h5), "--out", str(out)])
-    finally:
-        sys.path.remove(str(ANALYSIS))
     assert rc == 0
     return out
 
@@ -108,6 +107,7 @@ def _labels(f: h5py.File, axis: str) -> list[str]:
 # --------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_every_output_is_written(analysis_dir):
     for name in EXPECTED:
         p = analysis_dir / name
@@ -123,6 +123,7 @@ def test_every_output_is_written(analysis_dir):
 # --------------------------------------------------------------------------- Table 2
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_table2_matches_recomputation(run_h5, analysis_dir):
     """Wilks: fraction of p < alpha; calibrated: p_emp = (1 + #{lam_null >= lam})/(1 + M) <= alpha."""
     rows = _rows(analysis_dir / "table2.csv")
@@ -173,6 +174,7 @@ def _amplitude_bias(w_true: np.ndarray, w_x: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_table3_matches_recomputation(run_h5, analysis_dir):
     rows = _rows(analysis_dir / "table3.csv")
     with h5py.File(run_h5, "r") as f:
@@ -201,6 +203,7 @@ def test_table3_matches_recomputation(run_h5, analysis_dir):
 # --------------------------------------------------------------------------- recovery
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_recovery_matches_recomputation(run_h5, analysis_dir):
     rows = _rows(analysis_dir / "recovery.csv")
     assert rows
@@ -230,6 +233,7 @@ def test_recovery_matches_recomputation(run_h5, analysis_dir):
 # --------------------------------------------------------------------------- summary
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_validation_summary_states_recomputed_numbers(run_h5, analysis_dir):
     text = (analysis_dir / "validation.md").read_text()
     for heading in ("## 1.", "## 2.", "## 3.", "## 4."):
@@ -245,19 +249,17 @@ def test_validation_summary_states_recomputed_numbers(run_h5, analysis_dir):
     assert "slope of log(Laplace width) vs log(N)" in text
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_population_width_of_the_run_shrinks_as_inverse_sqrt_n(analysis_dir):
     header = (analysis_dir / "population.csv").read_text().splitlines()[1]
     slope, err = (float(v) for v in header.split(":")[1].split("(")[0].split("±"))
     assert abs(slope + 0.5) < 3.0 * err, header
 
 
-def test_leave_one_out_calibration_has_exact_size():
+def test_leave_one_out_calibration_has_exact_size(monkeypatch):
     """For distinct values exactly floor(alpha M) of M realisations are rejected."""
-    sys.path.insert(0, str(ANALYSIS))
-    try:
-        validation = importlib.import_module("validation")
-    finally:
-        sys.path.remove(str(ANALYSIS))
+    monkeypatch.syspath_prepend(str(ANALYSIS))  # the analysis scripts import each other
+    validation = importlib.import_module("validation")
     rng = np.random.default_rng(3)
     for m in (19, 40, 101):
         lam = rng.chisquare(3, size=m)
@@ -266,6 +268,7 @@ def test_leave_one_out_calibration_has_exact_size():
         assert np.all(lam[rej] > np.max(lam[~rej]))
 
 
+@pytest.mark.slow  # reads the outputs of the hpcsys run subprocess
 def test_scripts_run_alone_and_refuse_bad_input(run_h5, tmp_path):
     env = _env()
     proc = subprocess.run([sys.executable, str(ANALYSIS / "table2.py"), str(run_h5),

@@ -71,6 +71,7 @@ def test_unreadable_mask_is_caught_by_check(tmp_path: Path,
     assert len(err) == 1 and "sky.mask_file" in err[0] and "mask.fits" in err[0]
 
 
+@pytest.mark.slow
 def test_unreadable_mask_found_at_run_time(tmp_path: Path) -> None:
     """``run`` discovers the broken mask when building the run context: one line, exit 2."""
     mask = _write(tmp_path, "this is not a FITS file", "mask.fits")
@@ -99,6 +100,7 @@ def test_report_and_reduce_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_parser_does_not_import_jax_or_mpi() -> None:
     """Threads and GPUs are set before JAX starts: building the CLI must not import it."""
     code = ("import sys; from hpcsys import cli; cli.build_parser(); "
@@ -107,6 +109,7 @@ def test_parser_does_not_import_jax_or_mpi() -> None:
     assert p.stdout.split() == ["False", "False"], p.stderr
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_version() -> None:
     p = subprocess.run([sys.executable, "-m", "hpcsys", "--version"], capture_output=True,
                        text=True, timeout=120)

@@ -13,6 +13,7 @@ from hpcsys.config import (
     ConfigError,
     config_reference,
     load_config,
+    parse_config,
 )
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -30,6 +31,12 @@ def test_shipped_configs_are_valid_and_complete(name: str, tmp_path: Path) -> No
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.text)
     assert load_config(path).to_dict() == cfg.to_dict()
+
+
+def test_float32_precision_is_refused_with_one_clear_line() -> None:
+    """float32 is not supported (docs/science/conventions.rst): refused, naming the key."""
+    with pytest.raises(ConfigError, match=r"^run\.precision: must be one of float64; got 'float32'"):
+        parse_config({"run": {"precision": "float32"}})
 
 
 def test_paper_config_matches_the_paper() -> None:
@@ -64,7 +71,6 @@ def test_parallel_keys_are_documented_and_overridable() -> None:
 def test_unquoted_null_scenario_means_the_null_scenario() -> None:
     import yaml
 
-    from hpcsys.config import parse_config
 
     cfg = parse_config(yaml.safe_load("run:\n  scenarios: [null, additive]\n"))
     assert cfg.run.scenarios == ("null", "additive")

@@ -251,7 +251,7 @@ def test_lrt_size_additive_truth():
 
 
 def test_lrt_power_combined_truth():
-    """Combined truth at SCIENCE-like amplitudes (b ~ 0.01-0.04): rejected in every draw."""
+    """Combined truth at the amplitudes of the mocks (b ~ 0.01-0.04): rejected in every draw."""
     T, _, _, deltas, alts = batch_fits("combined", "gaussian", 5)
     nulls = fit_mle_many(deltas, T, "additive", "gaussian")
     res = likelihood_ratio_test(np.array([f.loglike for f in nulls]),

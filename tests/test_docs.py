@@ -8,11 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-from docutils.core import publish_doctree
 
 from hpcsys.config import config_reference
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+REPO = DOCS.parent
+#: Generated pages (Sphinx output, gallery, autosummary): not hand-written.
+_GENERATED = ("_build", "auto_examples", "gen_modules")
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?(hpcsys(?:\.\w+)*)`")
 
 
@@ -30,11 +32,39 @@ def _resolve(dotted: str) -> object:
     raise ModuleNotFoundError(dotted)
 
 
+def _pages() -> list[Path]:
+    """The hand-written reST pages, sub-directories (``docs/science/``) included."""
+    return sorted(p for p in DOCS.rglob("*.rst")
+                  if not any(part in _GENERATED for part in p.relative_to(DOCS).parts))
+
+
 def _references() -> list[tuple[str, str]]:
     refs = []
-    for page in sorted(DOCS.glob("*.rst")):
-        refs += [(page.name, m) for m in _ROLE.findall(page.read_text())]
+    for page in _pages():
+        refs += [(str(page.relative_to(DOCS)), m) for m in _ROLE.findall(page.read_text())]
     return refs
+
+
+def test_science_pages_are_in_the_docs():
+    names = {str(p.relative_to(DOCS)) for p in _pages()}
+    assert {"science.rst", "science/models.rst", "science/conventions.rst",
+            "science/tables.rst", "correlated_pixels.rst"} <= names
+    index = (DOCS / "science.rst").read_text()
+    for page in ("science/models", "science/conventions", "science/tables", "correlated_pixels"):
+        assert f"   {page}\n" in index, page
+
+
+def test_no_reference_to_files_outside_the_repository():
+    """Docs, README and tests cite "Berlfein+24 Eq. N" or the docs pages, never the
+    developers' private notes (which are not part of the project)."""
+    # spelled in pieces so that this line does not match itself
+    private = tuple("".join(parts) for parts in (("SCI", "ENCE.md"), ("HPC", "-NOTES"),
+                                                  ("SCI", "ENCE-like")))
+    files = [*_pages(), REPO / "README.md", *sorted((REPO / "tests").glob("*.py"))]
+    hits = [f"{f.relative_to(REPO)}:{i}" for f in files
+            for i, line in enumerate(f.read_text().splitlines(), 1)
+            if any(p in line for p in private)]
+    assert not hits, hits
 
 
 def test_docs_reference_existing_code():
@@ -52,7 +82,8 @@ def test_docs_reference_existing_code():
 
 def test_config_reference_is_warning_free_rst():
     """The generated configuration reference parses without docutils warnings."""
-    doctree = publish_doctree(config_reference(),
+    docutils_core = pytest.importorskip("docutils.core")  # the docs extra
+    doctree = docutils_core.publish_doctree(config_reference(),
                               settings_overrides={"halt_level": 2, "report_level": 2})
     text = doctree.astext()
     for key in ("nside", "n_realisations", "mcmc_walkers", "alpha", "threads_per_rank"):

@@ -280,6 +280,7 @@ def test_cli_bad_input_one_line_exit_2(case, files, tmp_path, capsys):
 
 
 
+@pytest.mark.slow
 def test_console_script_reports_bad_input(tmp_path):
     """The installed ``hpcsys`` script: one line on stderr naming the file, exit status 2."""
     exe = Path(sys.executable).parent / "hpcsys"

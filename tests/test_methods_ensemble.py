@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import chi2, ks_2samp
-
-sys.path.insert(0, str(Path(__file__).parent))
 from _methods_synthetic import synthetic_map
+from scipy.stats import chi2, ks_2samp
 
 from hpcsys.config import MethodsSection
 from hpcsys.core.fit import fit_mle

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 
 import pytest
-from test_io import random_result
+from _results_synthetic import random_result
+from _thread_comm import ThreadComm, run_ranks
 
 from hpcsys.config import Config, parse_config
 from hpcsys.io import task_path, write_task
@@ -21,6 +23,7 @@ from hpcsys.parallel import (
     iterate_tasks,
     node_layout,
     pending_tasks,
+    polite_barrier,
     task_list,
 )
 from hpcsys.parallel.estimate import estimate_cost
@@ -66,6 +69,92 @@ def test_serial_schedules_run_every_task_once_and_report(distribution: str) -> N
     with pytest.raises(ValueError, match=r"parallel\.distribution"):
         iterate_tasks(tasks, SerialComm(), "random")
     assert list(DynamicQueue(SerialComm(), [])) == []
+
+
+# --------------------------------------------------------------------------- fake ranks
+# The task queue over several ranks, in this process: one thread per fake rank
+# (tests/_thread_comm.py), so the rank-0-served queue and its server thread run for
+# real without mpiexec. The same properties are checked under mpiexec in
+# test_parallel_mpi.py.
+
+
+@pytest.mark.parametrize("distribution", ["dynamic", "cyclic"])
+@pytest.mark.parametrize("size", [2, 3, 5])
+@pytest.mark.parametrize("n_tasks", [0, 1, 7, 20])
+def test_thread_ranks_run_every_task_exactly_once(distribution: str, size: int,
+                                                  n_tasks: int) -> None:
+    if distribution == "dynamic":
+        pytest.importorskip("mpi4py")  # the queue asks mpi4py for MPI.ANY_SOURCE
+    tasks = task_list(("null", "additive"), n_tasks // 2 + n_tasks % 2)[:n_tasks]
+    seen: list[int] = []
+
+    def rank_main(comm: ThreadComm) -> list[int]:
+        on_progress = seen.append if comm.Get_rank() == 0 else None
+        mine = [t.tid for t in iterate_tasks(tasks, comm, distribution, on_progress)]
+        polite_barrier(comm, poll_s=0.001)
+        return mine
+
+    shares = run_ranks(size, rank_main)
+    assert sorted(t for share in shares for t in share) == list(range(n_tasks))
+    if distribution == "cyclic":
+        assert shares == [[t.tid for t in tasks[r::size]] for r in range(size)]
+    elif n_tasks:
+        assert seen == sorted(seen) and seen[-1] == n_tasks  # rank 0 counts every finish
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_dynamic_queue_routes_work_around_a_stalled_rank(size: int) -> None:
+    """Rank 1 holds its first task until the others have finished every other task."""
+    pytest.importorskip("mpi4py")
+    n_tasks = 4 * size
+    tasks = task_list(("null",), n_tasks)
+    started = threading.Barrier(size, timeout=60)  # every rank holds one task
+    lock = threading.Lock()
+    finished = [0]
+    released = threading.Event()
+
+    def rank_main(comm: ThreadComm) -> list[int]:
+        mine = []
+        for t in iterate_tasks(tasks, comm, "dynamic"):
+            if not mine:
+                started.wait()
+            if comm.Get_rank() == 1 and not mine:
+                assert released.wait(timeout=60), "the other ranks did not drain the queue"
+            mine.append(t.tid)
+            with lock:
+                finished[0] += 1
+                if finished[0] == n_tasks - 1:
+                    released.set()
+        return mine
+
+    shares = run_ranks(size, rank_main)
+    assert sorted(t for share in shares for t in share) == list(range(n_tasks))
+    assert len(shares[1]) == 1  # the stalled rank was given nothing more
+    assert all(len(share) >= 1 for share in shares)
+
+
+def test_thread_comm_collectives_match_mpi_semantics() -> None:
+    """The fake communicator itself: collectives, matching by source and tag, no sharing."""
+
+    def rank_main(comm: ThreadComm) -> tuple:
+        r, n = comm.Get_rank(), comm.Get_size()
+        payload = {"rank": r}
+        everyone = comm.allgather(payload)
+        root = comm.bcast(payload if r == 0 else None, root=0)
+        gathered = comm.gather(r * r, root=1)
+        comm.send(("late", r), dest=(r + 1) % n, tag=2)
+        comm.send(("early", r), dest=(r + 1) % n, tag=1)
+        first = comm.recv(source=(r - 1) % n, tag=1)
+        second = comm.irecv(source=-1, tag=-1).wait()
+        comm.Barrier()
+        return everyone, root is payload, root, gathered, first, second
+
+    out = run_ranks(3, rank_main)
+    for r, (everyone, shared, root, gathered, first, second) in enumerate(out):
+        assert everyone == [{"rank": 0}, {"rank": 1}, {"rank": 2}]
+        assert root == {"rank": 0} and not shared
+        assert gathered == ([0, 1, 4] if r == 1 else None)
+        assert first == ("early", (r - 1) % 3) and second == ("late", (r - 1) % 3)
 
 
 def test_progress_lines_without_a_terminal() -> None:

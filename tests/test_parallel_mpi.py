@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_io import assert_same, coords, provenance, random_result
+from _results_synthetic import assert_same, coords, provenance, random_result
 
 from hpcsys.config import parse_config
 from hpcsys.io import open_results, read_task, task_path, write_results, write_task

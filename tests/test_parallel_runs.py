@@ -6,8 +6,9 @@
   the same file as an uninterrupted run;
 * a task that raises aborts the whole job promptly, naming the task and the rank.
 
-Every run shares one JAX persistent compilation cache (``runs/.jax_cache``), so only
-the first process of a fresh checkout compiles the kernels.
+Every run uses the test session's JAX persistent compilation cache (a temporary
+directory, see ``tests/conftest.py``), so only the first process of a session compiles
+the kernels. All of them start ``hpcsys`` in subprocesses: marked ``slow``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from hpcsys.io import diff_results, open_results, render_report, task_status
 REPO = Path(__file__).resolve().parent.parent
 CI = REPO / "configs" / "ci.yaml"
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
-CACHE = REPO / "runs" / ".jax_cache"
 N_TASKS = 12  # 4 scenarios x 3 realisations in configs/ci.yaml
 
-pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed in the venv")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed in the venv")]
 
 
 def hpcsys(run_dir: Path, *args: str, ranks: int = 1, fault: str = "",
@@ -41,7 +42,8 @@ def hpcsys(run_dir: Path, *args: str, ranks: int = 1, fault: str = "",
     if fault:
         env["HPCSYS_FAULT"] = fault
     cmd = [sys.executable, "-m", "hpcsys", "run", str(CI), "--set",
-           f"run.output_dir={run_dir}", "--set", f"parallel.compilation_cache_dir={CACHE}",
+           f"run.output_dir={run_dir}", "--set",
+           f"parallel.compilation_cache_dir={os.environ['HPCSYS_TEST_JAX_CACHE']}",
            *args]
     if ranks > 1:
         cmd = [str(MPIEXEC), "-n", str(ranks), *cmd]

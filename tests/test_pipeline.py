@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import healpy as hp
 import numpy as np
 import pytest
+from _pipeline_small import SMALL, digest
 from scipy import stats
 
 from hpcsys.config import REMEASURED_METHODS, ConfigError, parse_config
@@ -26,14 +27,6 @@ from hpcsys.pipeline import (
     run_realisation,
 )
 
-SMALL = {
-    "run": {"master_seed": 424242},
-    "sky": {"nside": 32, "footprint": "cap", "cap_radius_deg": 60.0},
-    "templates": {"n_templates": 3},
-    "twopoint": {"theta_max_arcmin": 1200.0, "n_bins": 6},
-    "methods": {"mcmc_walkers": 16, "mcmc_steps": 30, "mcmc_burn_in": 10},
-}
-
 
 @pytest.fixture(scope="module")
 def ctx():
@@ -43,32 +36,6 @@ def ctx():
 @pytest.fixture(scope="module")
 def combined(ctx):
     return run_realisation(ctx, "combined", 3)
-
-
-#: Fields that record timings (wall_time, stage_seconds, the sampler message
-#: quotes its sampling time) or process memory: legitimately different between runs.
-_NOT_REPRODUCIBLE = ("stage_seconds", "peak_memory_mb", "wall_time", "message")
-
-
-def _digest(res: RealisationResult) -> str:
-    """SHA-256 over every array and number of a result (methods included)."""
-    h = hashlib.sha256()
-
-    def add(x):
-        if dataclasses.is_dataclass(x):
-            for f in dataclasses.fields(x):
-                if f.name not in _NOT_REPRODUCIBLE:
-                    add(getattr(x, f.name))
-        elif isinstance(x, (tuple, list)):
-            for y in x:
-                add(y)
-        elif isinstance(x, np.ndarray):
-            h.update(np.ascontiguousarray(x).tobytes())
-        else:
-            h.update(repr(x).encode())
-
-    add(res)
-    return h.hexdigest()
 
 
 def test_context_contents(ctx):
@@ -197,28 +164,26 @@ def test_redrawn_templates_change_with_index():
 
 
 _SCRIPT = textwrap.dedent("""
-    import dataclasses, hashlib, json, sys
+    import json
     import jax
     jax.config.update("jax_enable_x64", True)
-    import numpy as np
+    from _pipeline_small import SMALL, digest
     from hpcsys.config import parse_config
     from hpcsys.pipeline import prepare_run, run_realisation
-    sys.path.insert(0, {tests!r})
-    from test_pipeline import SMALL, _digest
     ctx = prepare_run(parse_config(SMALL))
-    print(json.dumps(_digest(run_realisation(ctx, "combined", 3))))
+    print(json.dumps(digest(run_realisation(ctx, "combined", 3))))
 """)
 
 
+@pytest.mark.slow
 def test_bit_identical_in_separate_processes(combined, tmp_path):
     """A fresh interpreter reproduces this process's result bit for bit."""
-    import pathlib
-
-    script = tmp_path / "run_one.py"
-    script.write_text(_SCRIPT.format(tests=str(pathlib.Path(__file__).parent)))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=600, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == _digest(combined)
+    tests_dir = str(Path(__file__).resolve().parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, env.get("PYTHONPATH")) if p)
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                         timeout=600, check=True, env=env)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == digest(combined)
 
 
 @pytest.mark.parametrize(

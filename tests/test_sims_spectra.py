@@ -100,7 +100,7 @@ def test_lognormal_field_matches_target_cl():
 
 
 def test_gaussian_spectrum_is_lognormal_transform():
-    """xi_G = ln(1 + xi) in real space (SCIENCE.md 1), checked by Legendre sums."""
+    """xi_G = ln(1 + xi) in real space (docs/science/models.rst, "The true field"), checked by Legendre sums."""
     from hpcsys.sims.spectra import legendre_w
 
     lmax = 95

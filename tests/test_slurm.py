@@ -21,10 +21,10 @@ from hpcsys.io import open_results
 
 REPO = Path(__file__).resolve().parent.parent
 SLURM_DIR = Path(__file__).resolve().parent / "slurm"
-CACHE = REPO / "runs" / ".jax_cache"
 
 pytestmark = [
     pytest.mark.slurm,
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("slurmctld") is None
                        and not Path("/usr/sbin/slurmctld").exists(),
                        reason="slurmctld not installed (apt-get install slurm-wlm munge)"),
@@ -53,13 +53,14 @@ def _sbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
                           timeout=900, env=env, cwd=REPO)
 
 
-def test_cpu_job_then_chained_reduce(slurm: dict[str, str], tmp_path: Path) -> None:
+def test_cpu_job_then_chained_reduce(slurm: dict[str, str], tmp_path: Path,
+                                     jax_cache_dir: Path) -> None:
     run_dir = tmp_path / "run"
     compute = _sbatch(slurm, "--ntasks=2", "--ntasks-per-node=2", "--cpus-per-task=1",
                       "--time=20", f"--output={tmp_path / 'compute.out'}", "jobs/cpu.sbatch",
                       "configs/ci.yaml", "--no-reduce", "--set", f"run.output_dir={run_dir}",
                       "--set", "run.n_realisations=2",
-                      "--set", f"parallel.compilation_cache_dir={CACHE}")
+                      "--set", f"parallel.compilation_cache_dir={jax_cache_dir}")
     assert compute.returncode == 0, compute.stderr
     jid = compute.stdout.strip().split(";")[0]
     reduce = _sbatch(slurm, "--wait", f"--dependency=afterok:{jid}", "--time=20",
