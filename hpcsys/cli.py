@@ -108,7 +108,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
-    from hpcsys.parallel.runner import RunError, reduce_run
+    from hpcsys.reduction import reduce_run
+    from hpcsys.rundir import RunError
 
     try:
         path = reduce_run(args.run_dir)

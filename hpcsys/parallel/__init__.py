@@ -17,7 +17,6 @@ from hpcsys.parallel.runner import (
     RunSummary,
     TaskFailedError,
     pending_tasks,
-    reduce_run,
     run_tasks,
 )
 
@@ -42,7 +41,6 @@ __all__ = [
     "node_layout",
     "pending_tasks",
     "polite_barrier",
-    "reduce_run",
     "run_tasks",
     "task_list",
     "world",

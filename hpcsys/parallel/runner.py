@@ -11,7 +11,7 @@
 3. tasks are distributed (:mod:`hpcsys.parallel.distribute`), each written
    atomically to ``RUN_DIR/tasks/<scenario>/<index>.h5`` by the rank that ran it;
 4. after a barrier, rank 0 aggregates the task files into ``RUN_DIR/results.h5``
-   and adds the tables (:func:`reduce_run`).
+   and adds the tables (:func:`hpcsys.reduction.reduce_run`).
 
 A task that raises stops the whole job at once (``comm.Abort``) after printing
 one line naming the task and the rank; in a serial run it raises
@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -44,33 +42,21 @@ from typing import Any
 
 import h5py
 import numpy as np
-import yaml
 
-from hpcsys._version import __version__
 from hpcsys.config import Config, load_config
 from hpcsys.io import (
-    SCHEMA_VERSION,
-    Coordinates,
-    Provenance,
     TemplateInfo,
     clean_temporaries,
-    config_hash,
-    open_results,
-    read_dataclass,
-    read_task,
     task_path,
     task_status,
     write_dataclass,
-    write_results,
-    write_tables,
     write_task,
 )
-from hpcsys.io.results import utc_now
-from hpcsys.io.schema import SKIPPED_FIELDS
 from hpcsys.parallel.comm import MPIUnavailableError, node_layout, polite_barrier, world
 from hpcsys.parallel.distribute import Task, iterate_tasks, task_list
 from hpcsys.parallel.progress import Progress
 from hpcsys.parallel.resources import RankResources, configure_rank, enable_precision
+from hpcsys.rundir import CONFIG_FILE, INFO_FILE, TEMPLATES_FILE, RunError, science_hash
 
 __all__ = [
     "FAULT_ENV",
@@ -79,20 +65,12 @@ __all__ = [
     "RunSummary",
     "TaskFailedError",
     "pending_tasks",
-    "reduce_run",
     "run_tasks",
     "science_hash",
 ]
 
 #: Environment variable of the fault-injection hook (see the module docstring).
 FAULT_ENV = "HPCSYS_FAULT"
-_CONFIG_FILE = "config.yaml"
-_INFO_FILE = "run_info.json"
-_TEMPLATES_FILE = "templates.h5"
-
-
-class RunError(ValueError):
-    """The run cannot start or be reduced (run directory, missing tasks, ...)."""
 
 
 class TaskFailedError(RuntimeError):
@@ -130,15 +108,6 @@ class RunSummary:
     resources: RankResources | None
 
 
-def science_hash(config: Config) -> str:
-    """Hash of everything that changes results: the config without ``parallel`` and
-    ``run.output_dir`` (so a run may be resumed with other ranks, threads or paths)."""
-    d = config.to_dict()
-    d.pop("parallel", None)
-    d["run"].pop("output_dir", None)
-    return config_hash(yaml.safe_dump(d, sort_keys=True))
-
-
 def _parse_faults() -> dict[tuple[str, int], str]:
     raw = os.environ.get(FAULT_ENV, "").strip()
     out: dict[tuple[str, int], str] = {}
@@ -174,7 +143,7 @@ def pending_tasks(config: Config, run_dir: Path, resume: bool) -> tuple[list[Tas
     """
     tasks = task_list(config.run.scenarios, config.run.n_realisations)
     h = science_hash(config)
-    cfg_file = run_dir / _CONFIG_FILE
+    cfg_file = run_dir / CONFIG_FILE
     if cfg_file.exists() and _stored_hash(cfg_file) != h:
         if resume:
             raise RunError(f"{run_dir}: holds a run of a different configuration "
@@ -197,16 +166,6 @@ def _stored_hash(cfg_file: Path) -> str:
     try:
         return science_hash(load_config(cfg_file))
     except ValueError:
-        return ""
-
-
-def _git_hash() -> str:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
         return ""
 
 
@@ -289,8 +248,8 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
             run_dir.mkdir(parents=True, exist_ok=True)
             clean_temporaries(run_dir)
             plan = (*pending_tasks(config, run_dir, resume),
-                    (run_dir / _TEMPLATES_FILE).is_file())
-            (run_dir / _CONFIG_FILE).write_text(config.text)
+                    (run_dir / TEMPLATES_FILE).is_file())
+            (run_dir / CONFIG_FILE).write_text(config.text)
         except (RunError, OSError) as exc:
             plan = str(exc)
     else:
@@ -320,7 +279,7 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
         raise RunError(failures[0])
     h = science_hash(config)
     if rank == 0 and ctx is not None:
-        _write_templates(run_dir / _TEMPLATES_FILE, _template_info(ctx, config))
+        _write_templates(run_dir / TEMPLATES_FILE, _template_info(ctx, config))
 
     # 3. the tasks
     progress = Progress(len(pending), enabled=rank == 0,
@@ -361,7 +320,7 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
     if rank == 0:
         hosts = tuple(dict.fromkeys(i["host"] for i in info))
         devices_ = tuple(dict.fromkeys(i["device"] for i in info))
-        (run_dir / _INFO_FILE).write_text(json.dumps(
+        (run_dir / INFO_FILE).write_text(json.dumps(
             {"n_ranks": size, "hosts": hosts, "devices": devices_,
              "config_source": config.source, "n_tasks_run": len(pending),
              "task_phase_seconds": round(task_phase, 3),
@@ -369,6 +328,8 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
                                           "prepare_seconds")} for i in info]}, indent=1))
         if reduce:
             try:
+                from hpcsys.reduction import reduce_run
+
                 results_path = reduce_run(run_dir)
             except (RunError, OSError, ValueError) as exc:
                 err = f"reduction failed: {type(exc).__name__}: {exc}"
@@ -386,85 +347,3 @@ def _write_templates(path: Path, info: TemplateInfo) -> None:
     with h5py.File(tmp, "w") as f:
         write_dataclass(f.create_group("templates"), info)
     os.replace(tmp, path)
-
-
-def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
-    """Aggregate the task files of ``run_dir`` into ``run_dir/results.h5`` with tables.
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        A directory made by :func:`run_tasks` (holds ``config.yaml`` and ``tasks/``).
-    alpha : float, optional
-        Test level for Table 2 (default ``analysis.alpha`` of the config).
-
-    Returns
-    -------
-    Path
-        The results file.
-
-    Raises
-    ------
-    RunError
-        Not a run directory, or some tasks are missing or torn (names them).
-    """
-    from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
-    from hpcsys.reduction import compute_tables
-
-    run_dir = Path(run_dir)
-    cfg_file = run_dir / _CONFIG_FILE
-    if not cfg_file.is_file():
-        raise RunError(f"{run_dir}: not a run directory (no {_CONFIG_FILE})")
-    config = load_config(cfg_file)
-    text = cfg_file.read_text()
-    h = science_hash(config)
-    tasks = task_list(config.run.scenarios, config.run.n_realisations)
-    missing = [t for t in tasks
-               if not task_status(task_path(run_dir, t.scenario, t.index)).complete]
-    if missing:
-        names = ", ".join(t.label for t in missing[:5])
-        raise RunError(f"{run_dir}: {len(missing)} of {len(tasks)} tasks missing or incomplete "
-                       f"({names}{', ...' if len(missing) > 5 else ''}); run again with "
-                       f"--resume")
-    records: dict[str, list[Any]] = {s: [] for s in config.run.scenarios}
-    hosts: list[str] = []
-    for t in tasks:
-        p = task_path(run_dir, t.scenario, t.index)
-        # per-pixel maps are not aggregated: not reading them keeps rank 0's memory to the
-        # summaries (at paper scale the maps are ~9 MB per task)
-        records[t.scenario].append(read_task(p, RealisationResult, cfg_hash=h,
-                                             skip=SKIPPED_FIELDS))
-        with h5py.File(p, "r") as f:
-            hosts.append(str(f.attrs.get("host", "")))
-    info = {}
-    if (run_dir / _INFO_FILE).is_file():
-        info = json.loads((run_dir / _INFO_FILE).read_text())
-    templates = None
-    if (run_dir / _TEMPLATES_FILE).is_file():
-        with h5py.File(run_dir / _TEMPLATES_FILE, "r") as f:
-            templates = read_dataclass(f["templates"], TemplateInfo)
-    K = config.n_templates
-    names = templates.names if templates is not None else tuple(f"t{i}" for i in range(K))
-    coords = Coordinates(
-        scenario=config.run.scenarios, method=config.methods.names,
-        likelihood=config.methods.likelihoods, fit_model=FIT_MODELS,
-        lrt_pair=tuple(f"{a}/{b}" for a, b in LRT_PAIRS), stage=STAGES, template=names)
-    prov = Provenance(
-        schema_version=SCHEMA_VERSION, hpcsys_version=__version__, git_hash=_git_hash(),
-        config_text=text, config_source=str(info.get("config_source", cfg_file)),
-        master_seed=config.run.master_seed, created=utc_now(),
-        n_ranks=int(info.get("n_ranks", 1)),
-        hosts=tuple(info.get("hosts", ())) or tuple(dict.fromkeys(hosts)) or (socket.gethostname(),),
-        devices=tuple(info.get("devices", ())), n_tasks=len(tasks))
-    path = run_dir / "results.h5"
-    tmp = run_dir / f".tmp-results-{os.getpid()}.h5"
-    try:
-        write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
-        with open_results(tmp) as res:
-            t2, t3, rec = compute_tables(
-                res, alpha=config.analysis.alpha if alpha is None else alpha)
-        write_tables(tmp, t2, t3, rec)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
