@@ -8,10 +8,13 @@
     hpcsys report RUN.h5|RUN_DIR [--format text|csv|latex|markdown]
     hpcsys fit MAP -t T ... --out OUT.h5                # a user's own maps (hpcsys.userfit)
 
-Bad input (a config value, a run directory, a results file) prints one line
-``hpcsys <command>: <what is wrong>`` on standard error and exits with status
-2; a failing task exits with status 1 (under MPI the whole job is aborted).
-Under a launcher only rank 0 prints errors that every rank sees alike.
+Bad input (a config value, a run directory, a results file, a full disk)
+prints one line ``hpcsys <command>: <what is wrong>`` on standard error and
+exits with status 2; a failing task exits with status 1 (under MPI the whole
+job is aborted); Ctrl-C prints ``hpcsys <command>: interrupted`` and exits
+with status 130. Under a launcher only rank 0 prints errors that every rank
+sees alike. The faults handled and how are listed in the documentation's
+reliability page.
 
 JAX is imported only after the per-rank threads, core binding and GPU have
 been set (:func:`hpcsys.parallel.configure_rank`), and switched to the run's
@@ -38,6 +41,7 @@ __all__ = ["build_parser", "convergence_warnings", "format_fit_summary", "main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_TASK_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 def _launcher_rank() -> int:
@@ -64,12 +68,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from hpcsys.io.atomic import DiskFullError
     from hpcsys.parallel.estimate import estimate_cost
+    from hpcsys.rundir import check_run_space
 
     try:
         cfg = load_config(args.config, args.overrides)
         est = estimate_cost(cfg)
-    except ConfigError as exc:
+        size = check_run_space(cfg, cfg.output_dir, est.n_tasks, est.n_pixels)
+    except (ConfigError, DiskFullError) as exc:
         return _fail("check", str(exc))
     r = cfg.run
     hours = est.core_hours
@@ -83,10 +90,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"memory per rank: {est.memory_per_rank_mb / 1024:.2f} GiB")
     print(f"output: {est.output_dir} (per-task files ~{est.task_file_mb:.2g} MB each, "
           f"results.h5 ~{est.results_file_mb:.2g} MB)")
+    print(f"disk: ~{size.total_bytes / 1e6:.3g} MB needed, "
+          f"{_free_mb(cfg.output_dir):.3g} MB free")
     return 0
 
 
+def _free_mb(path: Path) -> float:
+    import shutil
+
+    p = Path(path).resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free / 1e6
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcsys.io.atomic import DiskFullError
     from hpcsys.parallel.runner import RunError, TaskFailedError, run_tasks
 
     try:
@@ -95,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _fail("run", str(exc))
     try:
         summary = run_tasks(cfg, resume=args.resume, reduce=not args.no_reduce)
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, DiskFullError) as exc:
         return _fail("run", str(exc))
     except TaskFailedError as exc:
         return _fail("run", str(exc), EXIT_TASK_FAILED, all_ranks=True)
@@ -113,7 +132,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
 
     try:
         path = reduce_run(args.run_dir)
-    except (ConfigError, RunError, OSError) as exc:
+    except (ConfigError, RunError, OSError) as exc:  # OSError includes DiskFullError
         return _fail("reduce", str(exc))
     print(f"[hpcsys] reduced -> {path}")
     return 0
@@ -335,9 +354,15 @@ def format_fit_summary(result: FitResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hpcsys`` script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    command = ""
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status 128 + SIGINT
+        msg = f"hpcsys {command}: interrupted" if command else "hpcsys: interrupted"
+        sys.stderr.write(msg + "\n")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

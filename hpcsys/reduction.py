@@ -250,28 +250,59 @@ def _git_hash() -> str:
         return ""
 
 
-def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
+def reduce_run(run_dir: str | Path, *, alpha: float | None = None, lock: bool = True) -> Path:
     """Aggregate the task files of ``run_dir`` into ``run_dir/results.h5`` with tables.
+
+    Holds the run directory's lock (:class:`hpcsys.rundir.RunLock`) while it
+    works and first removes the temporary files of killed writers
+    (:func:`hpcsys.rundir.remove_litter`), with a note on standard error.
 
     Parameters
     ----------
     run_dir : str or Path
-        A directory made by :func:`hpcsys.parallel.run_tasks` (holds ``config.yaml`` and ``tasks/``).
+        A directory made by :func:`hpcsys.parallel.run_tasks` (holds ``config.yaml``
+        and ``tasks/``).
     alpha : float, optional
         Test level for Table 2 (default ``analysis.alpha`` of the config).
+    lock : bool
+        Take the lock and clean up (False: the caller, a run, already holds it).
 
     Returns
     -------
     Path
-        The results file.
+        The results file, written atomically (:mod:`hpcsys.io.atomic`).
 
     Raises
     ------
     RunError
-        Not a run directory, or some tasks are missing or torn (names them).
+        Not a run directory, in use by a live run, or some tasks are missing,
+        torn or damaged (names them).
+    DiskFullError
+        No space for ``results.h5`` (names the path and the space needed).
     """
+    import sys
+
+    from hpcsys.rundir import CONFIG_FILE, RunError, RunLock, remove_litter
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+    if not lock:
+        return _reduce_locked(run_dir, alpha)
+    with RunLock(run_dir) as held:
+        notes = [held.note] if held.note else []
+        litter = remove_litter(run_dir)
+        if litter:
+            notes.append(f"removed {len(litter)} temporary file(s) of killed runs "
+                         f"({', '.join(p.name for p in litter[:3])}"
+                         f"{', ...' if len(litter) > 3 else ''})")
+        for note in notes:
+            sys.stderr.write(f"[hpcsys] note: {note}\n")
+        return _reduce_locked(run_dir, alpha)
+
+
+def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
     import json
-    import os
     import socket
 
     import h5py
@@ -282,6 +313,7 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
         SCHEMA_VERSION,
         Coordinates,
         Provenance,
+        TaskFileError,
         TemplateInfo,
         open_results,
         read_dataclass,
@@ -291,15 +323,20 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
         write_results,
         write_tables,
     )
+    from hpcsys.io.atomic import atomic_path
     from hpcsys.io.results import utc_now
     from hpcsys.io.schema import SKIPPED_FIELDS
     from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
-    from hpcsys.rundir import CONFIG_FILE, INFO_FILE, TEMPLATES_FILE, RunError, science_hash
+    from hpcsys.rundir import (
+        CONFIG_FILE,
+        INFO_FILE,
+        RESULTS_FILE,
+        TEMPLATES_FILE,
+        RunError,
+        science_hash,
+    )
 
-    run_dir = Path(run_dir)
     cfg_file = run_dir / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
     config = load_config(cfg_file)
     text = cfg_file.read_text()
     h = science_hash(config)
@@ -316,8 +353,15 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
         p = task_path(run_dir, scenario, index)
         # per-pixel maps are not aggregated: not reading them keeps rank 0's memory to the
         # summaries (at paper scale the maps are ~9 MB per task)
-        records[scenario].append(read_task(p, RealisationResult, cfg_hash=h,
-                                             skip=SKIPPED_FIELDS))
+        try:
+            records[scenario].append(read_task(p, RealisationResult, cfg_hash=h,
+                                               skip=SKIPPED_FIELDS))
+        except TaskFileError as exc:
+            raise RunError(str(exc)) from None
+        except Exception as exc:  # opened but a dataset does not read back
+            raise RunError(f"{p}: damaged task file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]}); delete it and run again with "
+                           f"--resume to redo the task") from None
         with h5py.File(p, "r") as f:
             hosts.append(str(f.attrs.get("host", "")))
     info = {}
@@ -340,15 +384,11 @@ def reduce_run(run_dir: str | Path, *, alpha: float | None = None) -> Path:
         n_ranks=int(info.get("n_ranks", 1)),
         hosts=tuple(info.get("hosts", ())) or tuple(dict.fromkeys(hosts)) or (socket.gethostname(),),
         devices=tuple(info.get("devices", ())), n_tasks=len(tasks))
-    path = run_dir / "results.h5"
-    tmp = run_dir / f".tmp-results-{os.getpid()}.h5"
-    try:
+    path = run_dir / RESULTS_FILE
+    with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
         write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
         with open_results(tmp) as res:
             t2, t3, rec = compute_tables(
                 res, alpha=config.analysis.alpha if alpha is None else alpha)
         write_tables(tmp, t2, t3, rec)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

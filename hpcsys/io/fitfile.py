@@ -8,7 +8,6 @@ layout is documented in :mod:`hpcsys.userfit`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from hpcsys.io.atomic import atomic_h5, atomic_path, check_free_space
 from hpcsys.io.maps import MapInputError
 
 __all__ = [
@@ -70,16 +70,16 @@ def write_weight_map(result: Any, method: str, path: str | Path, *,
     r = result.method(method)
     sky = np.full(result.map.n_sky_pixels, hp.UNSEEN, dtype=np.float64)
     sky[result.map.pixels] = r.weights
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    hp.write_map(
-        str(tmp), sky, nest=False, dtype=np.float64, overwrite=True, column_names=["WEIGHT"],
-        extra_header=[
-            ("HPCMETH", method, "hpcsys weighting method"),
-            ("HPCSEED", result.seed, "hpcsys fit seed"),
-            ("HPCVERS", result.hpcsys_version, "hpcsys version"),
-        ],
-    )
-    os.replace(tmp, path)
+    check_free_space(path, sky.nbytes + 8640)
+    with atomic_path(path, size_hint=sky.nbytes + 8640) as tmp:
+        hp.write_map(
+            str(tmp), sky, nest=False, dtype=np.float64, overwrite=True, column_names=["WEIGHT"],
+            extra_header=[
+                ("HPCMETH", method, "hpcsys weighting method"),
+                ("HPCSEED", result.seed, "hpcsys fit seed"),
+                ("HPCVERS", result.hpcsys_version, "hpcsys version"),
+            ],
+        )
 
 
 def write_fit_result(
@@ -96,7 +96,7 @@ def write_fit_result(
     ----------
     result : hpcsys.userfit.FitResult
     path_h5 : str or Path
-        Output HDF5 file, written atomically (temporary name, then rename);
+        Output HDF5 file, written atomically (:func:`hpcsys.io.atomic.atomic_h5`);
         an existing file is replaced.
     weights_fits : str or Path, optional
         Also write ``weights_method``'s weights as a FITS map (:func:`write_weight_map`).
@@ -105,24 +105,16 @@ def write_fit_result(
     weighting_methods : sequence of str, optional
         Passed to :func:`write_weight_map`.
     """
-    import h5py
-
     from hpcsys.io.serialize import write_dataclass
 
     if weights_fits is not None:
         write_weight_map(result, weights_method, weights_fits,
                          weighting_methods=weighting_methods)
-    tmp = Path(f"{path_h5}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_dataclass(f, result)
-            f.attrs["format"] = FIT_FORMAT
-            f.attrs["format_version"] = FIT_FORMAT_VERSION
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        os.replace(tmp, path_h5)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_h5(path_h5) as f:
+        write_dataclass(f, result)
+        f.attrs["format"] = FIT_FORMAT
+        f.attrs["format_version"] = FIT_FORMAT_VERSION
+        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def read_fit_result(path_h5: str | Path, cls: type[T]) -> T:

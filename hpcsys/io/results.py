@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpcsys.io.atomic import atomic_h5
 from hpcsys.io.schema import SCHEMA_VERSION, SKIPPED_FIELDS, dims_for, is_volatile
 from hpcsys.io.serialize import SerializationError, read_dataclass, write_dataclass
 from hpcsys.io.tables import RecoveryTable, Table2, Table3
@@ -329,63 +329,57 @@ def write_results(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in dataclasses.asdict(provenance).items():
-                if isinstance(v, tuple):
-                    f.attrs.create(k, data=np.array(list(v), dtype=object), dtype=_STR)
-                else:
-                    f.attrs[k] = v
-            cg = f.create_group("coords")
-            for k, v in dataclasses.asdict(coords).items():
-                _write_strings(cg, k, v)
-            _write_strings(cg, "estimator", coords.estimator)
-            _write_strings(cg, "parameter", coords.parameter)
-            hoisted: dict[str, np.ndarray] = {}
-            sg = f.create_group("scenarios")
-            for scenario in coords.scenario:
-                recs = sorted(records.get(scenario, ()), key=lambda r: int(r.index))
-                if not recs:
-                    continue
-                for name in _HOISTED:
-                    for r in recs:
-                        v = np.asarray(getattr(r, name))
-                        if name not in hoisted:
-                            hoisted[name] = v
-                        elif v.shape != hoisted[name].shape or not np.array_equal(v, hoisted[name]):
-                            raise SerializationError(
-                                f"{name}: differs between tasks (scenario {scenario}, "
-                                f"index {r.index})")
-                out: dict[str, list[Any]] = {}
+    with atomic_h5(path) as f:
+        for k, v in dataclasses.asdict(provenance).items():
+            if isinstance(v, tuple):
+                f.attrs.create(k, data=np.array(list(v), dtype=object), dtype=_STR)
+            else:
+                f.attrs[k] = v
+        cg = f.create_group("coords")
+        for k, v in dataclasses.asdict(coords).items():
+            _write_strings(cg, k, v)
+        _write_strings(cg, "estimator", coords.estimator)
+        _write_strings(cg, "parameter", coords.parameter)
+        hoisted: dict[str, np.ndarray] = {}
+        sg = f.create_group("scenarios")
+        for scenario in coords.scenario:
+            recs = sorted(records.get(scenario, ()), key=lambda r: int(r.index))
+            if not recs:
+                continue
+            for name in _HOISTED:
                 for r in recs:
-                    _collect(r, "", out, top=True)
-                g = sg.create_group(scenario)
-                for rel, values in out.items():
-                    _write_stack(g, rel, values, len(recs))
-            for name, v in hoisted.items():
-                ds = f.create_dataset(name, data=v)
-                ds.attrs["dims"] = "bin"
-            if templates is not None:
-                tg = f.create_group("templates")
-                _write_strings(tg, "names", templates.names)
-                tg.create_dataset("correlation", data=templates.correlation).attrs["dims"] = (
-                    "template,template")
-                if templates.xi is not None:
-                    tg.create_dataset("xi", data=templates.xi).attrs["dims"] = (
-                        "bin,template,template")
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    v = np.asarray(getattr(r, name))
+                    if name not in hoisted:
+                        hoisted[name] = v
+                    elif v.shape != hoisted[name].shape or not np.array_equal(v, hoisted[name]):
+                        raise SerializationError(
+                            f"{name}: differs between tasks (scenario {scenario}, "
+                            f"index {r.index})")
+            out: dict[str, list[Any]] = {}
+            for r in recs:
+                _collect(r, "", out, top=True)
+            g = sg.create_group(scenario)
+            for rel, values in out.items():
+                _write_stack(g, rel, values, len(recs))
+        for name, v in hoisted.items():
+            ds = f.create_dataset(name, data=v)
+            ds.attrs["dims"] = "bin"
+        if templates is not None:
+            tg = f.create_group("templates")
+            _write_strings(tg, "names", templates.names)
+            tg.create_dataset("correlation", data=templates.correlation).attrs["dims"] = (
+                "template,template")
+            if templates.xi is not None:
+                tg.create_dataset("xi", data=templates.xi).attrs["dims"] = (
+                    "bin,template,template")
+        f.attrs["complete"] = True
     return path
 
 
 def write_tables(path: str | Path, table2: Table2 | None, table3: Table3 | None,
                  recovery: RecoveryTable | None) -> None:
-    """Add (or replace) ``/tables`` of an existing results file."""
-    with h5py.File(path, "r+") as f:
+    """Add (or replace) ``/tables`` of an existing results file (atomically)."""
+    with atomic_h5(path, "r+") as f:
         tg = f.require_group("tables")
         for name, t in (("table2", table2), ("table3", table3), ("recovery", recovery)):
             if name in tg:
