@@ -157,7 +157,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 t2, t3, rec = compute_tables(res, alpha)
         sys.stdout.write(render_report(t2, t3, rec, args.format))
     except (ResultsFormatError, ConfigError) as exc:
-        return _fail("report", str(exc))
+        from hpcsys.io.identify import describe_file
+
+        what = describe_file(path)
+        if what in ("missing", "an hpcsys results file"):
+            return _fail("report", str(exc))
+        return _fail("report", f"{path}: {what}; expected an hpcsys results file (results.h5 "
+                               "written by hpcsys run or hpcsys reduce, or its run directory)")
     return 0
 
 
@@ -261,14 +267,66 @@ def _fit_settings_from_args(args: argparse.Namespace) -> MethodsSection:
 
 
 def _check_output(path: str, option: str) -> None:
-    parent = Path(path).resolve().parent
+    """Refuse an output path that cannot be written, before any computation.
+
+    The directory must exist and accept a new file (probed by creating and
+    removing this process's temporary name, so ``/proc``, read-only and full
+    file systems are refused now, not after the fit); the path itself must not
+    be a directory or a special file.
+    """
+    from hpcsys.io.atomic import temp_path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"{option} {path}: not a regular file")
+    parent = p.resolve().parent
     if not parent.is_dir():
         raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+    probe = temp_path(p)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write in {parent} "
+                          f"({exc.strerror or exc})") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _write_fit_outputs(result: FitResult, args: argparse.Namespace,
+                       weighting_methods: Sequence[str]) -> None:
+    """Write --weights-fits, then --out; an error names its option, and on a failed --out
+    the weight map just written is removed (no half of a result is left)."""
+    from hpcsys.io.atomic import DiskFullError
+    from hpcsys.io.fitfile import write_fit_result, write_weight_map
+
+    if args.weights_fits:
+        try:
+            write_weight_map(result, args.weights_method, args.weights_fits,
+                             weighting_methods=weighting_methods)
+        except DiskFullError as exc:
+            raise ConfigError(f"--weights-fits: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"--weights-fits {args.weights_fits}: cannot write "
+                              f"({exc.strerror or exc})") from None
+    try:
+        write_fit_result(result, args.out)
+    except OSError as exc:
+        if args.weights_fits:
+            Path(args.weights_fits).unlink(missing_ok=True)
+        if isinstance(exc, DiskFullError):
+            raise ConfigError(f"--out: {exc}") from None
+        raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     """Handle ``hpcsys fit``: returns the exit code (0 ok, 2 bad input)."""
-    from hpcsys.io.fitfile import FitFileError, write_fit_result
+    from hpcsys.io.fitfile import FitFileError
     from hpcsys.io.maps import MapInputError
     from hpcsys.methods import MethodInputError
     from hpcsys.userfit import WEIGHTING_METHODS, _resolve_settings, fit_files
@@ -279,6 +337,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _check_output(args.out, "--out")
         if args.weights_fits:
             _check_output(args.weights_fits, "--weights-fits")
+            if Path(args.weights_fits).resolve() == Path(args.out).resolve():
+                raise ConfigError(f"--weights-fits {args.weights_fits}: the same file as --out")
             if args.weights_method not in WEIGHTING_METHODS:
                 raise ConfigError(
                     f"--weights-method {args.weights_method}: not a weighting method; choose "
@@ -297,11 +357,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             print(f"hpcsys fit: note: {note}", file=sys.stderr)
         for warning in convergence_warnings(result):
             print(f"hpcsys fit: warning: {warning}", file=sys.stderr)
-        try:
-            write_fit_result(result, args.out, args.weights_fits, args.weights_method,
-                             weighting_methods=WEIGHTING_METHODS)
-        except OSError as exc:
-            raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
+        _write_fit_outputs(result, args, WEIGHTING_METHODS)
     except (MapInputError, ConfigError, MethodInputError, FitFileError) as exc:
         print(f"hpcsys fit: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ Python API
 ----------
 :func:`fit_files` reads FITS files (:func:`hpcsys.io.maps.load_user_maps`),
 :func:`fit_maps` takes full-sky RING arrays; both validate the input
-(:func:`hpcsys.io.maps.prepare_maps`: the handling of every kind of bad input
+(:func:`hpcsys.io.degenerate.check_map_values` and
+:func:`hpcsys.io.maps.prepare_maps`: the handling of every kind of bad input
 is tabulated there), run the chosen methods (:func:`hpcsys.methods.run_method`)
 and the maximum-likelihood fits of every model in
 :data:`hpcsys.pipeline.FIT_MODELS` under each chosen likelihood
@@ -85,6 +86,7 @@ from hpcsys.config import (
     MethodsSection,
     apply_overrides,
 )
+from hpcsys.io.degenerate import check_map_values
 from hpcsys.io.maps import MapInputError, PreparedMaps, load_user_maps, prepare_maps
 from hpcsys.seeds import seed_sequence
 
@@ -508,10 +510,13 @@ def fit_maps(
     MapInputError, ConfigError
         Bad maps (see :mod:`hpcsys.io.maps`) or bad settings.
     """
+    notes = check_map_values(delta_or_counts, templates, mask, counts=counts,
+                             map_label="delta_or_counts", template_labels=names)
     prepared = prepare_maps(
         delta_or_counts, templates, mask, counts=counts, names=names,
         map_label="delta_or_counts", mask_label="mask",
     )
+    prepared = dataclasses.replace(prepared, notes=notes + prepared.notes)
     return fit_prepared(
         prepared, methods=methods, likelihoods=likelihoods, settings=settings, seed=seed,
         input_template_names=None if names is None else tuple(names),
@@ -535,12 +540,14 @@ def fit_files(
     a multi-column template file contributes one template per column.
     """
     um = load_user_maps(map_path, template_paths, mask_path=mask_path, counts=counts)
+    notes = check_map_values(um.map, um.templates, um.mask, counts=counts,
+                             map_label=um.map_label, template_labels=um.template_labels)
     prepared = prepare_maps(
         um.map, um.templates, um.mask, counts=counts, names=um.names,
         map_label=um.map_label, mask_label=um.mask_label or "mask",
         template_labels=um.template_labels,
     )
-    prepared = dataclasses.replace(prepared, notes=um.notes + prepared.notes)
+    prepared = dataclasses.replace(prepared, notes=um.notes + notes + prepared.notes)
     inputs = [f"{'counts' if counts else 'map'}={map_path}"]
     inputs += [f"template={p}" for p in template_paths]
     if mask_path is not None:

@@ -51,6 +51,9 @@ _MAGIC = b"hpcsys-sha256:"
 class DiskFullError(OSError):
     """Not enough space (or quota) for a file: the message names the path and the bytes needed."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:.3g} MB"
