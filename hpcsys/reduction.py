@@ -323,7 +323,7 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
         write_results,
         write_tables,
     )
-    from hpcsys.io.atomic import atomic_path
+    from hpcsys.io.atomic import DiskFullError, atomic_path
     from hpcsys.io.results import utc_now
     from hpcsys.io.schema import SKIPPED_FIELDS
     from hpcsys.pipeline import FIT_MODELS, LRT_PAIRS, STAGES, RealisationResult
@@ -385,10 +385,13 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
         hosts=tuple(info.get("hosts", ())) or tuple(dict.fromkeys(hosts)) or (socket.gethostname(),),
         devices=tuple(info.get("devices", ())), n_tasks=len(tasks))
     path = run_dir / RESULTS_FILE
-    with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
-        write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
-        with open_results(tmp) as res:
-            t2, t3, rec = compute_tables(
-                res, alpha=config.analysis.alpha if alpha is None else alpha)
-        write_tables(tmp, t2, t3, rec)
+    try:
+        with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
+            write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
+            with open_results(tmp) as res:
+                t2, t3, rec = compute_tables(
+                    res, alpha=config.analysis.alpha if alpha is None else alpha)
+            write_tables(tmp, t2, t3, rec)
+    except DiskFullError as exc:  # name the file the user knows, not its temporary
+        raise DiskFullError(exc.errno, f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     return path

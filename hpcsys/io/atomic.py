@@ -43,7 +43,7 @@ __all__ = [
 
 #: Prefix of every temporary file hpcsys writes (``.tmp-<stem>-<pid><suffix>``).
 TEMP_PREFIX = ".tmp-"
-_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _USERBLOCK = 512
 _MAGIC = b"hpcsys-sha256:"
 
@@ -66,8 +66,9 @@ def _full_error(path: Path, needed: float | None, exc: OSError | None = None) ->
     except OSError:
         have = ""
     need = f"needs ~{_mb(needed)}" if needed else "needs more space"
-    why = "quota exceeded" if exc is not None and exc.errno == errno.EDQUOT else \
-        "no space left on device"
+    why = {errno.EDQUOT: "disk quota exceeded",
+           errno.EFBIG: "file size limit exceeded (ulimit -f)"}.get(
+        exc.errno if exc is not None else 0, "no space left on device")
     err = DiskFullError(errno.ENOSPC, f"{path}: {why} ({need}{have})")
     err.filename = str(path)
     return err
@@ -117,7 +118,7 @@ def atomic_path(path: str | Path, *, size_hint: float | None = None) -> Iterator
     The caller writes the file at the yielded path (any library); on a normal
     exit the file is fsync'ed and renamed to ``path`` and the directory
     fsync'ed. On any exception the temporary file is removed and ``path`` is
-    untouched; ``ENOSPC``/``EDQUOT`` become :class:`DiskFullError`.
+    untouched; ``ENOSPC``/``EDQUOT``/``EFBIG`` become :class:`DiskFullError`.
 
     Parameters
     ----------

@@ -24,8 +24,9 @@ Fault injection (for tests and drills)
 The environment variable ``HPCSYS_FAULT`` makes chosen tasks fail for real:
 ``raise@<scenario>:<index>`` raises :class:`InjectedFault` when that task
 starts; ``kill@<scenario>:<index>`` sends SIGKILL to the process running it
-(as a node failure or an out-of-memory kill would). Several entries may be
-separated by commas. Nothing else reads it; leave it unset in production.
+(as a node failure or an out-of-memory kill would); ``stall@<scenario>:<index>``
+makes that task hang until a signal ends the process (a hung node, or a run
+to interrupt or to race against). Several entries may be separated by commas. Nothing else reads it; leave it unset in production.
 """
 
 from __future__ import annotations
@@ -127,12 +128,13 @@ def _parse_faults() -> dict[tuple[str, int], str]:
         try:
             action, _, where = item.partition("@")
             scenario, _, index = where.partition(":")
-            if action not in ("raise", "kill"):
+            if action not in ("raise", "kill", "stall"):
                 raise ValueError
             out[(scenario, int(index))] = action
         except ValueError:
-            raise RunError(f"{FAULT_ENV}: expected raise@scenario:index or "
-                           f"kill@scenario:index, got {item!r}") from None
+            raise RunError(f"{FAULT_ENV}: expected raise@scenario:index, "
+                           f"kill@scenario:index or stall@scenario:index, got {item!r}"
+                           ) from None
     return out
 
 
@@ -142,6 +144,8 @@ def _maybe_fault(faults: dict[tuple[str, int], str], task: Task) -> None:
         raise InjectedFault(f"{FAULT_ENV} asked task {task.label} to fail")
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    while action == "stall":  # a hung node: until a signal ends it
+        time.sleep(1.0)
 
 
 def pending_tasks(config: Config, run_dir: Path, resume: bool) -> tuple[list[Task], int]:
