@@ -87,9 +87,9 @@ def _temporaries(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One JAX compilation cache for this module's processes (not in the source tree)."""
-    return tmp_path_factory.mktemp("jax-cache")
+def cache() -> Path:
+    """The JAX compilation cache the end-to-end tests share (tests/test_parallel_runs.py)."""
+    return REPO / "runs" / ".jax_cache"
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@
 ==========================================  ==========================================
 input                                       handling
 ==========================================  ==========================================
-map constant on the footprint (e.g. an      refused: nothing to fit, every LRT would
-all-zero overdensity)                       be NaN
-values beyond ``1e6`` in magnitude          refused for an overdensity (did you mean
-(e.g. a map scaled to ``1e300``)            ``--counts``?); for counts or templates
-                                            beyond ``1e150`` refused (squares overflow)
+a constant map (e.g. all zero)              refused: nothing to fit, every LRT would
+                                            be NaN
+overdensity beyond ``1e6`` in magnitude     refused (did you mean ``--counts``?)
+counts or template beyond ``1e150``         refused (the squares overflow)
 non-integer counts with ``--counts``        accepted as weighted counts, with a note
 ==========================================  ==========================================
 
