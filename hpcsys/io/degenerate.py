@@ -28,9 +28,9 @@ from hpcsys.io.maps import MapInputError, bad_pixels
 
 __all__ = ["MAX_COUNT_OR_TEMPLATE", "MAX_OVERDENSITY", "check_map_values"]
 
-#: Largest |delta| accepted: an overdensity is >= -1 and of order unity.
+#: Largest ``abs(delta)`` accepted: an overdensity is >= -1 and of order unity.
 MAX_OVERDENSITY = 1e6
-#: Largest |value| of a counts map or template: beyond it the squares overflow float64.
+#: Largest ``abs(value)`` of a counts map or template: beyond it the squares overflow float64.
 MAX_COUNT_OR_TEMPLATE = 1e150
 
 

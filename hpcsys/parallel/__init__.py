@@ -13,12 +13,12 @@ from hpcsys.parallel.resources import RankResources, configure_rank, enable_prec
 from hpcsys.parallel.runner import (
     FAULT_ENV,
     InjectedFault,
-    RunError,
     RunSummary,
     TaskFailedError,
     pending_tasks,
     run_tasks,
 )
+from hpcsys.rundir import RunError
 
 __all__ = [
     "FAULT_ENV",

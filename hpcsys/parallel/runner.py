@@ -74,7 +74,6 @@ from hpcsys.rundir import (
 __all__ = [
     "FAULT_ENV",
     "InjectedFault",
-    "RunError",
     "RunSummary",
     "TaskFailedError",
     "pending_tasks",
