@@ -2,22 +2,29 @@
 
 :func:`run_tasks` is what ``hpcsys run`` calls on every rank:
 
-1. rank 0 checks the run directory (``run.output_dir``), writes the resolved
-   ``config.yaml``, removes temporaries of killed writers and, with
-   ``resume``, skips tasks whose file is complete (opens, carries the
-   completion attribute and the same config hash); torn files are redone;
-2. every rank builds the same :class:`hpcsys.pipeline.RunContext` with
+1. *scan* (rank 0): takes the run directory's lock (:class:`hpcsys.rundir.RunLock`,
+   held to the end of the run; a directory in use by a live run is refused),
+   removes temporaries of killed writers (:func:`hpcsys.rundir.remove_litter`),
+   with ``resume`` skips tasks whose file is complete (checksum, completion
+   attribute, same config hash; damaged files are redone, with a note), checks
+   the free space against the estimated output size
+   (:func:`hpcsys.rundir.check_run_space`) and writes the resolved
+   ``config.yaml``; the verdict goes to every rank;
+2. *prepare*: every rank builds the same :class:`hpcsys.pipeline.RunContext` with
    :func:`hpcsys.pipeline.prepare_run` (deterministic, no communication);
-3. tasks are distributed (:mod:`hpcsys.parallel.distribute`), each written
+3. *tasks*: distributed (:mod:`hpcsys.parallel.distribute`), each written
    atomically to ``RUN_DIR/tasks/<scenario>/<index>.h5`` by the rank that ran it;
-4. after a barrier, rank 0 aggregates the task files into ``RUN_DIR/results.h5``
-   and adds the tables (:func:`hpcsys.reduction.reduce_run`).
+4. *reduce*: after a barrier, rank 0 aggregates the task files into
+   ``RUN_DIR/results.h5`` and adds the tables (:func:`hpcsys.reduction.reduce_run`).
 
-A task that raises stops the whole job at once (``comm.Abort``) after printing
-one line naming the task and the rank; in a serial run it raises
-:class:`TaskFailedError` instead. Every rank joins every collective, even a
-rank without tasks. Results are bit-for-bit identical for any number of ranks
-at a fixed ``parallel.threads_per_rank``: seeds are keyed by task, never rank.
+Bad input (the run directory, the free space) is one :class:`RunError` on every
+rank. Any other exception on any rank in any phase stops the whole job at once
+(``comm.Abort``) after printing one line naming the phase (or the task) and
+the rank, never a hang; in a serial run it raises :class:`TaskFailedError`
+instead (a full disk: :class:`hpcsys.io.atomic.DiskFullError`; Ctrl-C:
+``KeyboardInterrupt``). Every rank joins every collective, even a rank without
+tasks. Results are bit-for-bit identical for any number of ranks at a fixed
+``parallel.threads_per_rank``: seeds are keyed by task, never rank.
 
 Fault injection (for tests and drills)
 --------------------------------------
@@ -340,6 +347,10 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
                 if lock is not None:
                     lock.release()
                 plan = str(exc)
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                raise
     plan = comm.bcast(plan, root=0)
     if isinstance(plan, str):
         raise RunError(plan)
