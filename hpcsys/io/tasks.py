@@ -10,10 +10,12 @@ and ``schema_version``.
 
 A file is written with :func:`hpcsys.io.atomic.atomic_h5` (built in memory,
 then a temporary name in the same directory, fsync'ed and moved into place
-with :func:`os.replace`), so a reader (or a
-``--resume`` after a crash) sees either no file or a complete one; a file left
-torn by a killed writer of an older version, or any file that does not open or
-lacks ``complete``, counts as unfinished and is redone.
+with :func:`os.replace`), so a reader (or a ``--resume`` after a crash) sees
+either no file or a complete one. The file starts with a 512-byte user block
+holding the SHA-256 of the rest (:func:`hpcsys.io.atomic.verify_checksum`): a
+file whose bytes were damaged afterwards, a file left torn by a killed writer
+of an older version, or any file that does not open or lacks ``complete``,
+counts as unfinished and is redone.
 """
 
 from __future__ import annotations
