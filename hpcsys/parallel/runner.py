@@ -249,6 +249,8 @@ def _phase(comm: Any, name: str, host: str) -> Iterator[None]:
     """
     try:
         yield
+    except TaskFailedError:  # a task already ended the (serial) job, with its own message
+        raise
     except BaseException as exc:
         rank, size = comm.Get_rank(), comm.Get_size()
         _abort_or_raise(comm, f"hpcsys: {name} phase failed on rank {rank} of {size} ({host}): "
