@@ -6,12 +6,15 @@
     hpcsys run CONFIG [--set ...] [--resume] [--no-reduce]   # serially, or under mpiexec / srun
     hpcsys reduce RUN_DIR
     hpcsys report RUN.h5|RUN_DIR [--format text|csv|latex|markdown]
-    hpcsys fit ...                                     # a user's own maps (hpcsys.userfit)
+    hpcsys fit MAP -t T ... --out OUT.h5                # a user's own maps (hpcsys.userfit)
 
-Bad input (a config value, a run directory, a results file) prints one line
-``hpcsys <command>: <what is wrong>`` on standard error and exits with status
-2; a failing task exits with status 1 (under MPI the whole job is aborted).
-Under a launcher only rank 0 prints errors that every rank sees alike.
+Bad input (a config value, a run directory, a results file, a full disk)
+prints one line ``hpcsys <command>: <what is wrong>`` on standard error and
+exits with status 2; a failing task exits with status 1 (under MPI the whole
+job is aborted); Ctrl-C prints ``hpcsys <command>: interrupted`` and exits
+with status 130. Under a launcher only rank 0 prints errors that every rank
+sees alike. The faults handled and how are listed in the documentation's
+reliability page.
 
 JAX is imported only after the per-rank threads, core binding and GPU have
 been set (:func:`hpcsys.parallel.configure_rank`), and switched to the run's
@@ -21,20 +24,24 @@ been set (:func:`hpcsys.parallel.configure_rank`), and switched to the run's
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcsys._version import __version__
 from hpcsys.config import ConfigError, load_config
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from hpcsys.config import MethodsSection
+    from hpcsys.userfit import FitResult
+
+__all__ = ["build_parser", "convergence_warnings", "format_fit_summary", "main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_TASK_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 def _launcher_rank() -> int:
@@ -61,12 +68,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from hpcsys.io.atomic import DiskFullError
     from hpcsys.parallel.estimate import estimate_cost
+    from hpcsys.rundir import check_run_space
 
     try:
         cfg = load_config(args.config, args.overrides)
         est = estimate_cost(cfg)
-    except ConfigError as exc:
+        size = check_run_space(cfg, cfg.output_dir, est.n_tasks, est.n_pixels)
+    except (ConfigError, DiskFullError) as exc:
         return _fail("check", str(exc))
     r = cfg.run
     hours = est.core_hours
@@ -80,10 +90,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"memory per rank: {est.memory_per_rank_mb / 1024:.2f} GiB")
     print(f"output: {est.output_dir} (per-task files ~{est.task_file_mb:.2g} MB each, "
           f"results.h5 ~{est.results_file_mb:.2g} MB)")
+    print(f"disk: ~{size.total_bytes / 1e6:.3g} MB needed, "
+          f"{_free_mb(cfg.output_dir):.3g} MB free")
     return 0
 
 
+def _free_mb(path: Path) -> float:
+    import shutil
+
+    p = Path(path).resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free / 1e6
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcsys.io.atomic import DiskFullError
     from hpcsys.parallel.runner import RunError, TaskFailedError, run_tasks
 
     try:
@@ -92,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _fail("run", str(exc))
     try:
         summary = run_tasks(cfg, resume=args.resume, reduce=not args.no_reduce)
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, DiskFullError) as exc:
         return _fail("run", str(exc))
     except TaskFailedError as exc:
         return _fail("run", str(exc), EXIT_TASK_FAILED, all_ranks=True)
@@ -105,11 +127,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
-    from hpcsys.parallel.runner import RunError, reduce_run
+    from hpcsys.reduction import reduce_run
+    from hpcsys.rundir import RunError
 
     try:
         path = reduce_run(args.run_dir)
-    except (ConfigError, RunError, OSError) as exc:
+    except (ConfigError, RunError, OSError) as exc:  # OSError includes DiskFullError
         return _fail("reduce", str(exc))
     print(f"[hpcsys] reduced -> {path}")
     return 0
@@ -134,7 +157,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 t2, t3, rec = compute_tables(res, alpha)
         sys.stdout.write(render_report(t2, t3, rec, args.format))
     except (ResultsFormatError, ConfigError) as exc:
-        return _fail("report", str(exc))
+        from hpcsys.io.identify import describe_file
+
+        what = describe_file(path)
+        if what in ("missing", "an hpcsys results file"):
+            return _fail("report", str(exc))
+        return _fail("report", f"{path}: {what}; expected an hpcsys results file (results.h5 "
+                               "written by hpcsys run or hpcsys reduce, or its run directory)")
     return 0
 
 
@@ -170,16 +199,226 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="text")
     p.set_defaults(func=_cmd_report)
 
-    if importlib.util.find_spec("hpcsys.userfit") is not None:
-        importlib.import_module("hpcsys.userfit").register_cli(sub)
+    _register_fit(sub)
     return parser
+
+
+def _register_fit(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``fit`` sub-command (:mod:`hpcsys.userfit`); its ``func`` is :func:`_cmd_fit`."""
+    from hpcsys.config import METHOD_NAMES, WEIGHT_MAP_METHODS
+
+    p = subparsers.add_parser(
+        "fit",
+        help="run the methods, MLE fits and LRTs on your own HEALPix maps",
+        description=(
+            "Fit additive/multiplicative systematics templates to a HEALPix overdensity map "
+            "(or a counts map with --counts and --mask) with the six methods of Berlfein+24, "
+            "maximum-likelihood fits of every model and likelihood-ratio tests. Maps are FITS "
+            "files as written by healpy.write_map (RING or NESTED; NESTED is reordered)."
+        ),
+    )
+    p.add_argument("map", metavar="MAP", help="overdensity (or counts) HEALPix FITS map")
+    p.add_argument(
+        "--templates", "-t", nargs="+", required=True, metavar="T",
+        help="template FITS maps (a multi-column file gives one template per column)",
+    )
+    p.add_argument("--mask", metavar="MASK", help="footprint mask FITS map (> 0 is observed)")
+    p.add_argument(
+        "--counts", action="store_true",
+        help="MAP holds galaxy counts (requires --mask); delta = N/mean(N) - 1",
+    )
+    p.add_argument(
+        "--methods", nargs="+", metavar="NAME",
+        help=f"methods to run (default: all; {', '.join(METHOD_NAMES)})",
+    )
+    p.add_argument(
+        "--likelihoods", nargs="+", metavar="NAME",
+        help="likelihoods of the MLE fits and LRTs (default: gaussian skewnormal)",
+    )
+    p.add_argument("--out", "-o", required=True, metavar="OUT.h5", help="output HDF5 file")
+    p.add_argument("--weights-fits", metavar="W.fits", help="also write a FITS weight map")
+    p.add_argument(
+        "--weights-method", default="ISD-1", metavar="NAME",
+        help=f"method whose weights go to --weights-fits ({', '.join(WEIGHT_MAP_METHODS)}; "
+        "default ISD-1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="master seed of the method streams")
+    p.add_argument("--config", metavar="YAML", help="take the methods: section from this config")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="methods.KEY=VALUE",
+        help="override a methods.* setting (repeatable)",
+    )
+    p.set_defaults(func=_cmd_fit)
+    return p
+
+
+def _fit_settings_from_args(args: argparse.Namespace) -> MethodsSection:
+    from hpcsys.config import Config, apply_overrides
+
+    for item in args.overrides:
+        if not item.strip().startswith("methods."):
+            raise ConfigError(f"--set {item}: only methods.* settings apply to hpcsys fit")
+    if args.config:
+        cfg = load_config(args.config, args.overrides, mock_run=False)
+    else:
+        cfg = apply_overrides(Config(), args.overrides, mock_run=False)
+    return cfg.methods
+
+
+def _check_output(path: str, option: str) -> None:
+    """Refuse an output path that cannot be written, before any computation.
+
+    The directory must exist and accept a new file (probed by creating and
+    removing this process's temporary name, so ``/proc``, read-only and full
+    file systems are refused now, not after the fit); the path itself must not
+    be a directory or a special file.
+    """
+    from hpcsys.io.atomic import temp_path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"{option} {path}: not a regular file")
+    parent = p.resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+    probe = temp_path(p)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write in {parent} "
+                          f"({exc.strerror or exc})") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _write_fit_outputs(result: FitResult, args: argparse.Namespace,
+                       weighting_methods: Sequence[str]) -> None:
+    """Write --weights-fits, then --out; an error names its option, and on a failed --out
+    the weight map just written is removed (no half of a result is left)."""
+    from hpcsys.io.atomic import DiskFullError
+    from hpcsys.io.fitfile import write_fit_result, write_weight_map
+
+    if args.weights_fits:
+        try:
+            write_weight_map(result, args.weights_method, args.weights_fits,
+                             weighting_methods=weighting_methods)
+        except DiskFullError as exc:
+            raise ConfigError(f"--weights-fits: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"--weights-fits {args.weights_fits}: cannot write "
+                              f"({exc.strerror or exc})") from None
+    try:
+        write_fit_result(result, args.out)
+    except OSError as exc:
+        if args.weights_fits:
+            Path(args.weights_fits).unlink(missing_ok=True)
+        if isinstance(exc, DiskFullError):
+            raise ConfigError(f"--out: {exc}") from None
+        raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    """Handle ``hpcsys fit``: returns the exit code (0 ok, 2 bad input)."""
+    from hpcsys.config import WEIGHT_MAP_METHODS
+    from hpcsys.io.fitfile import FitFileError
+    from hpcsys.io.maps import MapInputError
+    from hpcsys.methods import MethodInputError
+    from hpcsys.userfit import _resolve_settings, fit_files
+
+    try:
+        settings = _fit_settings_from_args(args)
+        settings = _resolve_settings(settings, args.methods, args.likelihoods)
+        _check_output(args.out, "--out")
+        if args.weights_fits:
+            _check_output(args.weights_fits, "--weights-fits")
+            if Path(args.weights_fits).resolve() == Path(args.out).resolve():
+                raise ConfigError(f"--weights-fits {args.weights_fits}: the same file as --out")
+            if args.weights_method not in WEIGHT_MAP_METHODS:
+                raise ConfigError(
+                    f"--weights-method {args.weights_method}: not a weighting method; choose "
+                    f"from {', '.join(WEIGHT_MAP_METHODS)}"
+                )
+            if args.weights_method not in settings.names:
+                raise ConfigError(
+                    f"--weights-method {args.weights_method}: not among the methods to run "
+                    f"({', '.join(settings.names)})"
+                )
+        result = fit_files(
+            args.map, args.templates, mask_path=args.mask, counts=args.counts,
+            settings=settings, seed=args.seed,
+        )
+        for note in result.map.notes:
+            print(f"hpcsys fit: note: {note}", file=sys.stderr)
+        for warning in convergence_warnings(result):
+            print(f"hpcsys fit: warning: {warning}", file=sys.stderr)
+        _write_fit_outputs(result, args, WEIGHT_MAP_METHODS)
+    except (MapInputError, ConfigError, MethodInputError, FitFileError) as exc:
+        print(f"hpcsys fit: {exc}", file=sys.stderr)
+        return 2
+    print(format_fit_summary(result))
+    return 0
+
+
+def convergence_warnings(result: FitResult) -> list[str]:
+    """One line per method or MLE fit that did not converge or ran into the pole."""
+    out = []
+    for r in result.methods:
+        d = r.diagnostics
+        if not d.converged or d.hit_pole:
+            what = "ran into the pole 1 + b.t_p = 0" if d.hit_pole else "did not converge"
+            out.append(f"method {r.name} {what}" + (f" ({d.message})" if d.message else ""))
+    for f in result.mle:
+        if not f.converged or f.hit_pole:
+            what = "ran into the pole 1 + b.t_p = 0" if f.hit_pole else "did not converge"
+            out.append(f"MLE fit {f.model}/{f.likelihood} {what} ({f.message}); its LRT rows "
+                       "are flagged")
+    return out
+
+
+def format_fit_summary(result: FitResult) -> str:
+    """A short plain-text report of a :class:`FitResult`."""
+    m = result.map
+    lines = [
+        f"NSIDE {m.nside}: {m.n_pixels} footprint pixels, K = {len(m.template_names)} templates"
+        + (f" ({len(m.dropped)} dropped: {', '.join(m.dropped)})" if m.dropped else ""),
+        "",
+        f"{'method':<11}{'model':<16}{'template':<18}{'a':>22}{'b':>22}",
+    ]
+    for r in result.methods:
+        for k, name in enumerate(m.template_names):
+            a = f"{r.a[k]:+.4g} ± {r.a_err[k]:.2g}"
+            b = f"{r.b[k]:+.4g} ± {r.b_err[k]:.2g}"
+            lines.append(f"{r.name if k == 0 else '':<11}{r.model if k == 0 else '':<16}"
+                         f"{name[:17]:<18}{a:>22}{b:>22}")
+    t = result.lrt
+    lines += ["", "likelihood-ratio tests (Berlfein+24 Eq. 19; Wilks p-values assume "
+              "independent pixels)",
+              f"{'null':<16}{'alternative':<16}{'likelihood':<12}{'dof':>4}{'lambda':>12}"
+              f"{'p':>11}"]
+    for i in range(len(t.null_model)):
+        flag = "" if t.converged[i] else "  (fit not converged)"
+        lines.append(f"{t.null_model[i]:<16}{t.alt_model[i]:<16}{t.likelihood[i]:<12}"
+                     f"{t.dof[i]:>4}{t.statistic[i]:>12.4g}{t.pvalue[i]:>11.3g}{flag}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hpcsys`` script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    command = ""
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status 128 + SIGINT
+        msg = f"hpcsys {command}: interrupted" if command else "hpcsys: interrupted"
+        sys.stderr.write(msg + "\n")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

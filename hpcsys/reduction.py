@@ -26,6 +26,8 @@ in float64 whatever the run's precision.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -40,7 +42,7 @@ from hpcsys.core.stats import (
 )
 from hpcsys.io import RecoveryTable, ResultsFile, ScenarioData, Table2, Table3
 
-__all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "table2", "table3"]
+__all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "reduce_run", "table2", "table3"]
 
 #: Scenario whose lambda distribution calibrates the tests of Table 2.
 NULL_SCENARIO = "null"
@@ -229,3 +231,166 @@ def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, Reco
         table3(data, res.method_names),
         recovery_table(data, res.method_names, len(res.coords.template)),
     )
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def _git_hash() -> str:
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def reduce_run(run_dir: str | Path, *, alpha: float | None = None, lock: bool = True) -> Path:
+    """Aggregate the task files of ``run_dir`` into ``run_dir/results.h5`` with tables.
+
+    Holds the run directory's lock (:class:`hpcsys.rundir.RunLock`) while it
+    works and first removes the temporary files of killed writers
+    (:func:`hpcsys.rundir.remove_litter`), with a note on standard error.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A directory made by :func:`hpcsys.parallel.run_tasks` (holds ``config.yaml``
+        and ``tasks/``).
+    alpha : float, optional
+        Test level for Table 2 (default ``analysis.alpha`` of the config).
+    lock : bool
+        Take the lock and clean up (False: the caller, a run, already holds it).
+
+    Returns
+    -------
+    Path
+        The results file, written atomically (:mod:`hpcsys.io.atomic`).
+
+    Raises
+    ------
+    RunError
+        Not a run directory, in use by a live run, or some tasks are missing,
+        torn or damaged (names them).
+    DiskFullError
+        No space for ``results.h5`` (names the path and the space needed).
+    """
+    import sys
+
+    from hpcsys.rundir import CONFIG_FILE, RunError, RunLock, remove_litter
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+    if not lock:
+        return _reduce_locked(run_dir, alpha)
+    with RunLock(run_dir) as held:
+        notes = [held.note] if held.note else []
+        litter = remove_litter(run_dir)
+        if litter:
+            notes.append(f"removed {len(litter)} temporary file(s) of killed runs "
+                         f"({', '.join(p.name for p in litter[:3])}"
+                         f"{', ...' if len(litter) > 3 else ''})")
+        for note in notes:
+            sys.stderr.write(f"[hpcsys] note: {note}\n")
+        return _reduce_locked(run_dir, alpha)
+
+
+def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
+    import json
+    import socket
+
+    import h5py
+
+    from hpcsys._version import __version__
+    from hpcsys.config import load_config
+    from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
+    from hpcsys.io import (
+        SCHEMA_VERSION,
+        Coordinates,
+        Provenance,
+        TaskFileError,
+        TemplateInfo,
+        open_results,
+        read_dataclass,
+        read_task,
+        task_path,
+        task_status,
+        write_results,
+        write_tables,
+    )
+    from hpcsys.io.atomic import DiskFullError, atomic_path
+    from hpcsys.io.results import utc_now
+    from hpcsys.io.schema import SKIPPED_FIELDS
+    from hpcsys.pipeline import STAGES, RealisationResult
+    from hpcsys.rundir import (
+        CONFIG_FILE,
+        INFO_FILE,
+        RESULTS_FILE,
+        TEMPLATES_FILE,
+        RunError,
+        science_hash,
+    )
+
+    cfg_file = run_dir / CONFIG_FILE
+    config = load_config(cfg_file)
+    text = cfg_file.read_text()
+    h = science_hash(config)
+    tasks = [(s, i) for s in config.run.scenarios for i in range(config.run.n_realisations)]
+    missing = [t for t in tasks if not task_status(task_path(run_dir, *t)).complete]
+    if missing:
+        names = ", ".join(f"{s}[{i}]" for s, i in missing[:5])
+        raise RunError(f"{run_dir}: {len(missing)} of {len(tasks)} tasks missing or incomplete "
+                       f"({names}{', ...' if len(missing) > 5 else ''}); run again with "
+                       f"--resume")
+    records: dict[str, list[Any]] = {s: [] for s in config.run.scenarios}
+    hosts: list[str] = []
+    for scenario, index in tasks:
+        p = task_path(run_dir, scenario, index)
+        # per-pixel maps are not aggregated: not reading them keeps rank 0's memory to the
+        # summaries (at paper scale the maps are ~9 MB per task)
+        try:
+            records[scenario].append(read_task(p, RealisationResult, cfg_hash=h,
+                                               skip=SKIPPED_FIELDS))
+        except TaskFileError as exc:
+            raise RunError(str(exc)) from None
+        except Exception as exc:  # opened but a dataset does not read back
+            raise RunError(f"{p}: damaged task file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]}); delete it and run again with "
+                           f"--resume to redo the task") from None
+        with h5py.File(p, "r") as f:
+            hosts.append(str(f.attrs.get("host", "")))
+    info = {}
+    if (run_dir / INFO_FILE).is_file():
+        info = json.loads((run_dir / INFO_FILE).read_text())
+    templates = None
+    if (run_dir / TEMPLATES_FILE).is_file():
+        with h5py.File(run_dir / TEMPLATES_FILE, "r") as f:
+            templates = read_dataclass(f["templates"], TemplateInfo)
+    K = config.n_templates
+    names = templates.names if templates is not None else tuple(f"t{i}" for i in range(K))
+    coords = Coordinates(
+        scenario=config.run.scenarios, method=config.methods.names,
+        likelihood=config.methods.likelihoods, fit_model=FIT_MODELS,
+        lrt_pair=tuple(f"{a}/{b}" for a, b in LRT_PAIRS), stage=STAGES, template=names)
+    prov = Provenance(
+        schema_version=SCHEMA_VERSION, hpcsys_version=__version__, git_hash=_git_hash(),
+        config_text=text, config_source=str(info.get("config_source", cfg_file)),
+        master_seed=config.run.master_seed, created=utc_now(),
+        n_ranks=int(info.get("n_ranks", 1)),
+        hosts=tuple(info.get("hosts", ())) or tuple(dict.fromkeys(hosts)) or (socket.gethostname(),),
+        devices=tuple(info.get("devices", ())), n_tasks=len(tasks))
+    path = run_dir / RESULTS_FILE
+    try:
+        with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
+            write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
+            with open_results(tmp) as res:
+                t2, t3, rec = compute_tables(
+                    res, alpha=config.analysis.alpha if alpha is None else alpha)
+            write_tables(tmp, t2, t3, rec)
+    except DiskFullError as exc:  # name the file the user knows, not its temporary
+        raise DiskFullError(exc.errno, f"{path}: {str(exc).split(': ', 1)[-1]}") from None
+    return path

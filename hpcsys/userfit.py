@@ -4,7 +4,8 @@ Python API
 ----------
 :func:`fit_files` reads FITS files (:func:`hpcsys.io.maps.load_user_maps`),
 :func:`fit_maps` takes full-sky RING arrays; both validate the input
-(:func:`hpcsys.io.prepare.prepare_maps`: the handling of every kind of bad input
+(:func:`hpcsys.io.degenerate.check_map_values` and
+:func:`hpcsys.io.prepare.prepare_maps`: the handling of every kind of bad input
 is tabulated there), run the chosen methods (:func:`hpcsys.methods.run_method`)
 and the maximum-likelihood fits of every model in
 :data:`hpcsys.core.models.FIT_MODELS` under each chosen likelihood
@@ -12,9 +13,10 @@ and the maximum-likelihood fits of every model in
 likelihood-ratio tests of :data:`hpcsys.core.models.LRT_PAIRS` (Berlfein+24
 Eq. 19, Wilks chi-square p-values), all by
 :func:`hpcsys.core.comparison.compare_models`, as the pipeline does.
-:func:`write_fit_result` stores a
+:func:`hpcsys.io.fitfile.write_fit_result` stores a
 :class:`FitResult` in HDF5 (and optionally one method's weights as a FITS
-map); :func:`read_fit_result` reads it back.
+map); :func:`hpcsys.io.fitfile.read_fit_result` reads it back. The command
+line is in :mod:`hpcsys.cli`.
 
 Conventions
 -----------
@@ -37,7 +39,8 @@ Conventions
 
 HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 2``)
 ------------------------------------------------------------------
-Written with :func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
+Written by :func:`hpcsys.io.fitfile.write_fit_result` with
+:func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
 scalars and strings attributes, nested dataclasses groups):
 
 * root attributes: ``format``, ``format_version``, ``created`` (ISO 8601 UTC),
@@ -72,13 +75,9 @@ weighting method, with header keys ``HPCMETH`` (method), ``HPCSEED`` and
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,13 +86,12 @@ import numpy as np
 from hpcsys._version import __version__
 from hpcsys.config import (
     METHOD_NAMES,
-    WEIGHT_MAP_METHODS,
     Config,
     ConfigError,
     MethodsSection,
     apply_overrides,
-    load_config,
 )
+from hpcsys.io.degenerate import check_map_values
 from hpcsys.io.maps import MapInputError, load_user_maps
 from hpcsys.io.prepare import PreparedMaps, prepare_maps
 from hpcsys.seeds import seed_sequence
@@ -107,20 +105,13 @@ __all__ = [
     "FitResult",
     "LRTTable",
     "MapSummary",
-    "convergence_warnings",
     "fit_files",
     "fit_maps",
     "fit_prepared",
-    "format_summary",
+    "fit_result_type",
     "method_seed",
-    "read_fit_result",
-    "register_cli",
-    "write_fit_result",
-    "write_weight_map",
 ]
 
-_FORMAT = "hpcsys-fit"
-_FORMAT_VERSION = 2
 
 
 # --------------------------------------------------------------------------- results
@@ -470,10 +461,13 @@ def fit_maps(
     MapInputError, ConfigError
         Bad maps (see :mod:`hpcsys.io.maps`) or bad settings.
     """
+    notes = check_map_values(delta_or_counts, templates, mask, counts=counts,
+                             map_label="delta_or_counts", template_labels=names)
     prepared = prepare_maps(
         delta_or_counts, templates, mask, counts=counts, names=names,
         map_label="delta_or_counts", mask_label="mask",
     )
+    prepared = dataclasses.replace(prepared, notes=notes + prepared.notes)
     return fit_prepared(
         prepared, methods=methods, likelihoods=likelihoods, settings=settings, seed=seed,
         input_template_names=None if names is None else tuple(names),
@@ -497,12 +491,14 @@ def fit_files(
     a multi-column template file contributes one template per column.
     """
     um = load_user_maps(map_path, template_paths, mask_path=mask_path, counts=counts)
+    notes = check_map_values(um.map, um.templates, um.mask, counts=counts,
+                             map_label=um.map_label, template_labels=um.template_labels)
     prepared = prepare_maps(
         um.map, um.templates, um.mask, counts=counts, names=um.names,
         map_label=um.map_label, mask_label=um.mask_label or "mask",
         template_labels=um.template_labels,
     )
-    prepared = dataclasses.replace(prepared, notes=um.notes + prepared.notes)
+    prepared = dataclasses.replace(prepared, notes=um.notes + notes + prepared.notes)
     inputs = [f"{'counts' if counts else 'map'}={map_path}"]
     inputs += [f"template={p}" for p in template_paths]
     if mask_path is not None:
@@ -513,256 +509,7 @@ def fit_files(
     )
 
 
-# --------------------------------------------------------------------------- output
-
-
-def write_weight_map(result: FitResult, method: str, path: str | Path) -> None:
-    """Write one weighting method's ``1/(1 + b.t_p)`` as a full-sky FITS map.
-
-    Parameters
-    ----------
-    result : FitResult
-    method : str
-        A method of :data:`WEIGHT_MAP_METHODS` that was run.
-    path : str or Path
-        Output FITS file (overwritten). ``UNSEEN`` outside the footprint, RING.
-
-    Raises
-    ------
-    ConfigError
-        ``method`` is not a weighting method or was not run.
-    """
-    import healpy as hp
-
-    if method not in WEIGHT_MAP_METHODS:
-        raise ConfigError(
-            f"--weights-method {method}: not a weighting method; choose from "
-            f"{', '.join(WEIGHT_MAP_METHODS)}"
-        )
-    ran = [r.name for r in result.methods]
-    if method not in ran:
-        raise ConfigError(f"--weights-method {method}: was not run (ran {', '.join(ran)})")
-    r = result.method(method)
-    sky = np.full(result.map.n_sky_pixels, hp.UNSEEN, dtype=np.float64)
-    sky[result.map.pixels] = r.weights
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    hp.write_map(
-        str(tmp), sky, nest=False, dtype=np.float64, overwrite=True, column_names=["WEIGHT"],
-        extra_header=[
-            ("HPCMETH", method, "hpcsys weighting method"),
-            ("HPCSEED", result.seed, "hpcsys fit seed"),
-            ("HPCVERS", result.hpcsys_version, "hpcsys version"),
-        ],
-    )
-    os.replace(tmp, path)
-
-
-def write_fit_result(
-    result: FitResult,
-    path_h5: str | Path,
-    weights_fits: str | Path | None = None,
-    weights_method: str = "ISD-1",
-) -> None:
-    """Write a :class:`FitResult` to HDF5 (layout in the module docstring).
-
-    Parameters
-    ----------
-    result : FitResult
-    path_h5 : str or Path
-        Output HDF5 file, written atomically (temporary name, then rename);
-        an existing file is replaced.
-    weights_fits : str or Path, optional
-        Also write ``weights_method``'s weights as a FITS map (:func:`write_weight_map`).
-    weights_method : str
-        A method of :data:`WEIGHT_MAP_METHODS` that was run.
-    """
-    import h5py
-
-    from hpcsys.io.serialize import write_dataclass
-
-    if weights_fits is not None:
-        write_weight_map(result, weights_method, weights_fits)
-    tmp = Path(f"{path_h5}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_dataclass(f, result)
-            f.attrs["format"] = _FORMAT
-            f.attrs["format_version"] = _FORMAT_VERSION
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        os.replace(tmp, path_h5)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def read_fit_result(path_h5: str | Path) -> FitResult:
-    """Read a file written by :func:`write_fit_result`.
-
-    Raises
-    ------
-    MapInputError
-        The file is missing or not an ``hpcsys fit`` output.
-    """
-    import h5py
-
-    from hpcsys.io.serialize import read_dataclass
-
+def fit_result_type() -> type[FitResult]:
+    """:class:`FitResult`, its annotations resolvable (for :func:`hpcsys.io.fitfile.read_fit_result`)."""
     _bind_method_result()
-    if not Path(path_h5).is_file():
-        raise MapInputError(f"{path_h5}: no such file")
-    with h5py.File(path_h5, "r") as f:
-        if f.attrs.get("format") != _FORMAT:
-            raise MapInputError(f"{path_h5}: not an hpcsys fit result (format attribute)")
-        return read_dataclass(f, FitResult)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``fit`` sub-command to an :mod:`argparse` sub-parser set.
-
-    The sub-parser's default ``func`` is :func:`run_cli` (``args -> exit code``).
-    """
-    p = subparsers.add_parser(
-        "fit",
-        help="run the methods, MLE fits and LRTs on your own HEALPix maps",
-        description=(
-            "Fit additive/multiplicative systematics templates to a HEALPix overdensity map "
-            "(or a counts map with --counts and --mask) with the six methods of Berlfein+24, "
-            "maximum-likelihood fits of every model and likelihood-ratio tests. Maps are FITS "
-            "files as written by healpy.write_map (RING or NESTED; NESTED is reordered)."
-        ),
-    )
-    p.add_argument("map", metavar="MAP", help="overdensity (or counts) HEALPix FITS map")
-    p.add_argument(
-        "--templates", "-t", nargs="+", required=True, metavar="T",
-        help="template FITS maps (a multi-column file gives one template per column)",
-    )
-    p.add_argument("--mask", metavar="MASK", help="footprint mask FITS map (> 0 is observed)")
-    p.add_argument(
-        "--counts", action="store_true",
-        help="MAP holds galaxy counts (requires --mask); delta = N/mean(N) - 1",
-    )
-    p.add_argument(
-        "--methods", nargs="+", metavar="NAME",
-        help=f"methods to run (default: all; {', '.join(METHOD_NAMES)})",
-    )
-    p.add_argument(
-        "--likelihoods", nargs="+", metavar="NAME",
-        help="likelihoods of the MLE fits and LRTs (default: gaussian skewnormal)",
-    )
-    p.add_argument("--out", "-o", required=True, metavar="OUT.h5", help="output HDF5 file")
-    p.add_argument("--weights-fits", metavar="W.fits", help="also write a FITS weight map")
-    p.add_argument(
-        "--weights-method", default="ISD-1", metavar="NAME",
-        help=f"method whose weights go to --weights-fits ({', '.join(WEIGHT_MAP_METHODS)}; "
-        "default ISD-1)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="master seed of the method streams")
-    p.add_argument("--config", metavar="YAML", help="take the methods: section from this config")
-    p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="methods.KEY=VALUE",
-        help="override a methods.* setting (repeatable)",
-    )
-    p.set_defaults(func=run_cli)
-    return p
-
-
-def _settings_from_args(args: argparse.Namespace) -> MethodsSection:
-    for item in args.overrides:
-        if not item.strip().startswith("methods."):
-            raise ConfigError(f"--set {item}: only methods.* settings apply to hpcsys fit")
-    if args.config:
-        cfg = load_config(args.config, args.overrides, mock_run=False)
-    else:
-        cfg = apply_overrides(Config(), args.overrides, mock_run=False)
-    return cfg.methods
-
-
-def _check_output(path: str, option: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Handle ``hpcsys fit``: returns the exit code (0 ok, 2 bad input)."""
-    from hpcsys.methods import MethodInputError
-
-    try:
-        settings = _settings_from_args(args)
-        settings = _resolve_settings(settings, args.methods, args.likelihoods)
-        _check_output(args.out, "--out")
-        if args.weights_fits:
-            _check_output(args.weights_fits, "--weights-fits")
-            if args.weights_method not in WEIGHT_MAP_METHODS:
-                raise ConfigError(
-                    f"--weights-method {args.weights_method}: not a weighting method; choose "
-                    f"from {', '.join(WEIGHT_MAP_METHODS)}"
-                )
-            if args.weights_method not in settings.names:
-                raise ConfigError(
-                    f"--weights-method {args.weights_method}: not among the methods to run "
-                    f"({', '.join(settings.names)})"
-                )
-        result = fit_files(
-            args.map, args.templates, mask_path=args.mask, counts=args.counts,
-            settings=settings, seed=args.seed,
-        )
-        for note in result.map.notes:
-            print(f"hpcsys fit: note: {note}", file=sys.stderr)
-        for warning in convergence_warnings(result):
-            print(f"hpcsys fit: warning: {warning}", file=sys.stderr)
-        try:
-            write_fit_result(result, args.out, args.weights_fits, args.weights_method)
-        except OSError as exc:
-            raise ConfigError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
-    except (MapInputError, ConfigError, MethodInputError) as exc:
-        print(f"hpcsys fit: {exc}", file=sys.stderr)
-        return 2
-    print(format_summary(result))
-    return 0
-
-
-def convergence_warnings(result: FitResult) -> list[str]:
-    """One line per method or MLE fit that did not converge or ran into the pole."""
-    out = []
-    for r in result.methods:
-        d = r.diagnostics
-        if not d.converged or d.hit_pole:
-            what = "ran into the pole 1 + b.t_p = 0" if d.hit_pole else "did not converge"
-            out.append(f"method {r.name} {what}" + (f" ({d.message})" if d.message else ""))
-    for f in result.mle:
-        if not f.converged or f.hit_pole:
-            what = "ran into the pole 1 + b.t_p = 0" if f.hit_pole else "did not converge"
-            out.append(f"MLE fit {f.model}/{f.likelihood} {what} ({f.message}); its LRT rows "
-                       "are flagged")
-    return out
-
-
-def format_summary(result: FitResult) -> str:
-    """A short plain-text report of a :class:`FitResult`."""
-    m = result.map
-    lines = [
-        f"NSIDE {m.nside}: {m.n_pixels} footprint pixels, K = {len(m.template_names)} templates"
-        + (f" ({len(m.dropped)} dropped: {', '.join(m.dropped)})" if m.dropped else ""),
-        "",
-        f"{'method':<11}{'model':<16}{'template':<18}{'a':>22}{'b':>22}",
-    ]
-    for r in result.methods:
-        for k, name in enumerate(m.template_names):
-            a = f"{r.a[k]:+.4g} ± {r.a_err[k]:.2g}"
-            b = f"{r.b[k]:+.4g} ± {r.b_err[k]:.2g}"
-            lines.append(f"{r.name if k == 0 else '':<11}{r.model if k == 0 else '':<16}"
-                         f"{name[:17]:<18}{a:>22}{b:>22}")
-    t = result.lrt
-    lines += ["", "likelihood-ratio tests (Berlfein+24 Eq. 19; Wilks p-values assume "
-              "independent pixels)",
-              f"{'null':<16}{'alternative':<16}{'likelihood':<12}{'dof':>4}{'lambda':>12}"
-              f"{'p':>11}"]
-    for i in range(len(t.null_model)):
-        flag = "" if t.converged[i] else "  (fit not converged)"
-        lines.append(f"{t.null_model[i]:<16}{t.alt_model[i]:<16}{t.likelihood[i]:<12}"
-                     f"{t.dof[i]:>4}{t.statistic[i]:>12.4g}{t.pvalue[i]:>11.3g}{flag}")
-    return "\n".join(lines)
+    return FitResult

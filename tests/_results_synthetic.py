@@ -12,10 +12,10 @@ import dataclasses
 
 import numpy as np
 
-from hpcsys.io import SCHEMA_VERSION, Coordinates, Provenance
-from hpcsys.methods.base import MethodDiagnostics, MethodResult
 from hpcsys.core.comparison import LRTMatrix, MLEGrid
 from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
+from hpcsys.io import SCHEMA_VERSION, Coordinates, Provenance
+from hpcsys.methods.base import MethodDiagnostics, MethodResult
 from hpcsys.pipeline import STAGES, RealisationResult, TaskTimings
 
 __all__ = [

@@ -18,18 +18,18 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from hpcsys.cli import main
+from hpcsys.cli import convergence_warnings, main
 from hpcsys.config import METHOD_NAMES, WEIGHT_MAP_METHODS, Config, ConfigError
 from hpcsys.core.models import LRT_PAIRS
+from hpcsys.io.fitfile import FitFileError, write_fit_result
+from hpcsys.io.fitfile import read_fit_result as _read_fit_result
 from hpcsys.io.maps import MapInputError
 from hpcsys.seeds import rng
 from hpcsys.userfit import (
     FitResult,
-    convergence_warnings,
     fit_maps,
+    fit_result_type,
     method_seed,
-    read_fit_result,
-    write_fit_result,
 )
 
 NSIDE = 32
@@ -45,6 +45,10 @@ FAST = [
     "methods.elasticnet_folds=3",
     "methods.elasticnet_l1_ratio=[0.5, 1.0]",
 ]
+
+
+def read_fit_result(path):
+    return _read_fit_result(path, fit_result_type())
 
 
 def _synthetic_sky():
@@ -123,7 +127,7 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
     assert res.seed == 3 and res.settings.mcmc_walkers == 16
     assert res.inputs[0] == f"map={files / 'delta.fits'}"
     with h5py.File(out / "fit.h5", "r") as f:
-        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 2
         assert f.attrs["hpcsys_version"] and f.attrs["seed"] == 3
         assert f["methods/0"].attrs["name"] == "OLS"
         assert f["methods/5/diagnostics"].attrs["converged"] in (True, False)
@@ -211,9 +215,10 @@ def test_roundtrip_of_written_result(sky, tmp_path):
     warned = convergence_warnings(dataclasses.replace(res, mle=(*res.mle[:-1], bad)))
     assert warned == [f"MLE fit {bad.model}/gaussian did not converge (stopped: line search found "
                       "no increase of lnL (lambda^2/2 = 0.5)); its LRT rows are flagged"]
-    with pytest.raises(ConfigError, match="--weights-method OLS: not a weighting method"):
-        write_fit_result(res, tmp_path / "r2.h5", tmp_path / "w2.fits", weights_method="OLS")
-    with pytest.raises(ConfigError, match="--weights-method ISD-3: was not run"):
+    with pytest.raises(FitFileError, match="--weights-method OLS: not a weighting method"):
+        write_fit_result(res, tmp_path / "r2.h5", tmp_path / "w2.fits", weights_method="OLS",
+                         weighting_methods=WEIGHT_MAP_METHODS)
+    with pytest.raises(FitFileError, match="--weights-method ISD-3: was not run"):
         write_fit_result(res, tmp_path / "r2.h5", tmp_path / "w2.fits", weights_method="ISD-3")
 
 

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from _results_synthetic import LIKES, METHODS, B, K, assert_same, coords, provenance, random_result
 
-from hpcsys.core.comparison import LRTMatrix, MLEGrid
-from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.io import (
     SCHEMA_VERSION,
     RecoveryTable,
@@ -35,8 +33,7 @@ from hpcsys.io import (
     write_task,
 )
 from hpcsys.io.tables import FORMATS
-from hpcsys.methods.base import MethodDiagnostics, MethodResult
-from hpcsys.pipeline import STAGES, RealisationResult, TaskTimings
+from hpcsys.pipeline import RealisationResult
 
 
 def test_task_file_round_trip_is_exact(tmp_path: Path) -> None:

@@ -21,7 +21,6 @@ from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.methods.base import MethodResult
 from hpcsys.pipeline import (
     STAGES,
-    RealisationResult,
     make_mock,
     prepare_run,
     run_realisation,

@@ -56,6 +56,7 @@ and standard deviations are kept to convert back.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +146,22 @@ class HealpixFile:
     notes: tuple[str, ...]
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an error message, safe for a terminal.
+
+    Library errors about corrupt files may quote the file's raw bytes: anything
+    but printable ASCII becomes ``?`` and the line is cut at ``limit`` characters.
+    """
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    clean = "".join(c if c.isascii() and c.isprintable() else "?" for c in line)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
+def _safe(text: str, limit: int = 80) -> str:
+    """A header value or column name for a message: printable ASCII, at most ``limit`` chars."""
+    clean = "".join(c if c.isascii() and c.isprintable() else "?" for c in str(text))
+    return clean if len(clean) <= limit else clean[:limit] + "..."
 
 
 def read_healpix(path: str | Path) -> HealpixFile:
@@ -168,6 +182,26 @@ def read_healpix(path: str | Path) -> HealpixFile:
     MapInputError
         Missing file, not FITS, no HEALPix table, no or unknown ``ORDERING``.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # astropy's warnings are recorded, not printed
+        try:
+            out = _read_healpix(path)
+        except MapInputError:
+            _refuse_truncated(path, caught)
+            raise
+    _refuse_truncated(path, caught)
+    return out
+
+
+def _refuse_truncated(path: str | Path, caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        text = str(w.message)
+        if "truncated" in text:
+            raise MapInputError(f"{path}: truncated FITS file ({_first_line(Exception(text))})"
+                                ) from None
+
+
+def _read_healpix(path: str | Path) -> HealpixFile:
     import astropy.io.fits as fits
 
     hp = _healpy()
@@ -185,6 +219,13 @@ def read_healpix(path: str | Path) -> HealpixFile:
             header = hdul[1].header
             ordering = str(header.get("ORDERING", "")).strip().upper()
             indxschm = str(header.get("INDXSCHM", "IMPLICIT")).strip().upper()
+            text_cols = [f"{c.name} ({c.format})" for c in hdul[1].columns
+                         if str(c.format).rstrip().endswith("A")]
+            if text_cols:
+                raise MapInputError(
+                    f"{path}: column {_safe(text_cols[0])} holds text, not map values "
+                    "(expected a HEALPix map: numeric columns written by healpy.write_map)"
+                )
     except MapInputError:
         raise
     except OSError as exc:
@@ -198,7 +239,7 @@ def read_healpix(path: str | Path) -> HealpixFile:
         )
     if ordering not in ("RING", "NESTED"):
         raise MapInputError(
-            f"{path}: ORDERING = {ordering!r} is not supported (expected RING or NESTED)"
+            f"{path}: ORDERING = {_safe(ordering)!r} is not supported (expected RING or NESTED)"
         )
     try:
         values, hdr = hp.read_map(
@@ -213,13 +254,16 @@ def read_healpix(path: str | Path) -> HealpixFile:
         raise MapInputError(f"{path}: {npix} pixels is not 12 NSIDE^2 for any NSIDE")
     nside = hp.npix2nside(npix)
     header_nside = hdr.get("NSIDE")
-    if header_nside is not None and int(header_nside) != nside:
+    if header_nside is not None and str(header_nside).strip() != str(nside):
         raise MapInputError(
-            f"{path}: header NSIDE = {header_nside} but the table holds {npix} pixels "
+            f"{path}: header NSIDE = {_safe(header_nside)} but the table holds {npix} pixels "
             f"(NSIDE {nside})"
         )
-    n_cols = int(hdr.get("TFIELDS", values.shape[0]))
-    names = [str(hdr.get(f"TTYPE{i}", f"col{i}")).strip() for i in range(1, n_cols + 1)]
+    try:
+        n_cols = int(hdr.get("TFIELDS", values.shape[0]))
+    except (TypeError, ValueError):
+        n_cols = values.shape[0]
+    names = [_safe(str(hdr.get(f"TTYPE{i}", f"col{i}")).strip()) for i in range(1, n_cols + 1)]
     names = [n for n in names if n.upper() != "PIXEL"][: values.shape[0]]
     if len(names) != values.shape[0]:
         names = [f"col{i + 1}" for i in range(values.shape[0])]

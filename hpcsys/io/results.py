@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpcsys.io.atomic import atomic_h5
 from hpcsys.io.result_types import (
     Coordinates,
     DiagnosticsArrays,
@@ -194,71 +194,65 @@ def write_results(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in dataclasses.asdict(provenance).items():
-                if isinstance(v, tuple):
-                    f.attrs.create(k, data=np.array(list(v), dtype=object), dtype=_STR)
-                else:
-                    f.attrs[k] = v
-            scales: dict[str, h5py.Dataset] = {}
-            for k, v in (*dataclasses.asdict(coords).items(), ("estimator", coords.estimator),
-                         ("parameter", coords.parameter), ("template2", coords.template),
-                         ("parameter2", coords.parameter)):
-                _write_strings(f, k, v)
-                f[k].make_scale(k)
-                scales[k] = f[k]
-            hoisted: dict[str, np.ndarray] = {}
-            sg = f.create_group("scenarios")
-            for scenario in coords.scenario:
-                recs = sorted(records.get(scenario, ()), key=lambda r: int(r.index))
-                if not recs:
-                    continue
-                for name in _HOISTED:
-                    for r in recs:
-                        v = np.asarray(getattr(r, name))
-                        if name not in hoisted:
-                            hoisted[name] = v
-                            ds = f.create_dataset(name, data=v)
-                            ds.make_scale(name)
-                            scales[name] = ds
-                        elif v.shape != hoisted[name].shape or not np.array_equal(v, hoisted[name]):
-                            raise SerializationError(
-                                f"{name}: differs between tasks (scenario {scenario}, "
-                                f"index {r.index})")
-                if "word" not in scales:
-                    words = np.asarray(recs[0].seed_words).shape[0]
-                    scales["word"] = f.create_dataset("word", data=np.arange(words))
-                    scales["word"].make_scale("word")
-                out: dict[str, list[Any]] = {}
+    with atomic_h5(path) as f:
+        for k, v in dataclasses.asdict(provenance).items():
+            if isinstance(v, tuple):
+                f.attrs.create(k, data=np.array(list(v), dtype=object), dtype=_STR)
+            else:
+                f.attrs[k] = v
+        scales: dict[str, h5py.Dataset] = {}
+        for k, v in (*dataclasses.asdict(coords).items(), ("estimator", coords.estimator),
+                     ("parameter", coords.parameter), ("template2", coords.template),
+                     ("parameter2", coords.parameter)):
+            _write_strings(f, k, v)
+            f[k].make_scale(k)
+            scales[k] = f[k]
+        hoisted: dict[str, np.ndarray] = {}
+        sg = f.create_group("scenarios")
+        for scenario in coords.scenario:
+            recs = sorted(records.get(scenario, ()), key=lambda r: int(r.index))
+            if not recs:
+                continue
+            for name in _HOISTED:
                 for r in recs:
-                    _collect(r, "", out)
-                g = sg.create_group(scenario)
-                local = dict(scales)  # plus this scenario's realisation axis, written first
-                for rel in sorted(out, key=lambda r: r != REALISATION_AXIS):
-                    _write_stack(g, rel, out[rel], len(recs), local)
-            if templates is not None:
-                tg = f.create_group("templates")
-                _write_strings(tg, "names", templates.names)
-                _attach_scales(tg["names"], ("template",), scales)
-                _attach_scales(tg.create_dataset("correlation", data=templates.correlation),
-                               ("template", "template2"), scales)
-                if templates.xi is not None:
-                    _attach_scales(tg.create_dataset("xi", data=templates.xi),
-                                   ("theta_arcmin", "template", "template2"), scales)
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    v = np.asarray(getattr(r, name))
+                    if name not in hoisted:
+                        hoisted[name] = v
+                        ds = f.create_dataset(name, data=v)
+                        ds.make_scale(name)
+                        scales[name] = ds
+                    elif v.shape != hoisted[name].shape or not np.array_equal(v, hoisted[name]):
+                        raise SerializationError(
+                            f"{name}: differs between tasks (scenario {scenario}, "
+                            f"index {r.index})")
+            if "word" not in scales:
+                words = np.asarray(recs[0].seed_words).shape[0]
+                scales["word"] = f.create_dataset("word", data=np.arange(words))
+                scales["word"].make_scale("word")
+            out: dict[str, list[Any]] = {}
+            for r in recs:
+                _collect(r, "", out)
+            g = sg.create_group(scenario)
+            local = dict(scales)  # plus this scenario's realisation axis, written first
+            for rel in sorted(out, key=lambda r: r != REALISATION_AXIS):
+                _write_stack(g, rel, out[rel], len(recs), local)
+        if templates is not None:
+            tg = f.create_group("templates")
+            _write_strings(tg, "names", templates.names)
+            _attach_scales(tg["names"], ("template",), scales)
+            _attach_scales(tg.create_dataset("correlation", data=templates.correlation),
+                           ("template", "template2"), scales)
+            if templates.xi is not None:
+                _attach_scales(tg.create_dataset("xi", data=templates.xi),
+                               ("theta_arcmin", "template", "template2"), scales)
+        f.attrs["complete"] = True
     return path
 
 
 def write_tables(path: str | Path, table2: Table2 | None, table3: Table3 | None,
                  recovery: RecoveryTable | None) -> None:
-    """Add (or replace) ``/tables`` of an existing results file."""
-    with h5py.File(path, "r+") as f:
+    """Add (or replace) ``/tables`` of an existing results file (atomically)."""
+    with atomic_h5(path, "r+") as f:
         tg = f.require_group("tables")
         for name, t in (("table2", table2), ("table3", table3), ("recovery", recovery)):
             if name in tg:

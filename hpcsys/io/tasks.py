@@ -8,17 +8,19 @@ dataclass (see :mod:`hpcsys.io.serialize`) and the root attributes
 (SHA-256 of the resolved config text), ``rank``, ``host``, ``hpcsys_version``
 and ``schema_version``.
 
-A file is written to a temporary name in the same directory, flushed, fsync'ed
-and then moved into place with :func:`os.replace`, so a reader (or a
-``--resume`` after a crash) sees either no file or a complete one; a file left
-torn by a killed writer of an older version, or any file that does not open or
-lacks ``complete``, counts as unfinished and is redone.
+A file is written with :func:`hpcsys.io.atomic.atomic_h5` (built in memory,
+then a temporary name in the same directory, fsync'ed and moved into place
+with :func:`os.replace`), so a reader (or a ``--resume`` after a crash) sees
+either no file or a complete one. The file starts with a 512-byte user block
+holding the SHA-256 of the rest (:func:`hpcsys.io.atomic.verify_checksum`): a
+file whose bytes were damaged afterwards, a file left torn by a killed writer
+of an older version, or any file that does not open or lacks ``complete``,
+counts as unfinished and is redone.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 import h5py
 
 from hpcsys._version import __version__
+from hpcsys.io.atomic import TEMP_PREFIX, atomic_h5, verify_checksum
 from hpcsys.io.schema import SCHEMA_VERSION
 from hpcsys.io.serialize import read_dataclass, write_dataclass
 
@@ -42,7 +45,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_TMP_PREFIX = ".tmp-"
 
 
 class TaskFileError(ValueError):
@@ -104,46 +106,53 @@ def write_task(path: str | Path, result: Any, *, scenario: str, index: int, cfg_
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.stem}-{os.getpid()}.h5")
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_dataclass(f.create_group("result"), result)
-            f.attrs["scenario"] = scenario
-            f.attrs["index"] = int(index)
-            f.attrs["config_hash"] = cfg_hash
-            f.attrs["rank"] = int(rank)
-            f.attrs["host"] = socket.gethostname()
-            f.attrs["hpcsys_version"] = __version__
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.flush()
-            f.attrs["complete"] = True
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_h5(path, checksum=True) as f:
+        write_dataclass(f.create_group("result"), result)
+        f.attrs["scenario"] = scenario
+        f.attrs["index"] = int(index)
+        f.attrs["config_hash"] = cfg_hash
+        f.attrs["rank"] = int(rank)
+        f.attrs["host"] = socket.gethostname()
+        f.attrs["hpcsys_version"] = __version__
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["complete"] = True
     return path
 
 
+def _touch(name: str, obj: h5py.Group | h5py.Dataset) -> None:
+    """Open an object's header and attributes (raises if they are damaged)."""
+    dict(obj.attrs)
+    if isinstance(obj, h5py.Dataset):
+        _ = obj.shape, obj.dtype
+
+
 def task_status(path: str | Path) -> TaskStatus:
-    """Check whether ``path`` is a complete task file (opens, has ``complete``)."""
+    """Check whether ``path`` is a complete task file.
+
+    Complete: its bytes match the SHA-256 stored in its user block
+    (:func:`hpcsys.io.atomic.verify_checksum`; files of older versions have
+    none), it opens, carries ``complete = True`` and a ``result`` group whose
+    objects all open. Anything else, whatever the error, is not complete and
+    the reason says why; this never raises for a damaged file.
+    """
     path = Path(path)
     if not path.exists():
         return TaskStatus(path, False, "", "missing")
     try:
+        if verify_checksum(path) is False:
+            return TaskStatus(path, False, "", "damaged: content does not match its checksum")
         with h5py.File(path, "r") as f:
             if not bool(f.attrs.get("complete", False)):
                 return TaskStatus(path, False, "", "no completion attribute")
             if "result" not in f:
                 return TaskStatus(path, False, "", "no result group")
+            f["result"].visititems(_touch)
             h = f.attrs.get("config_hash", "")
             return TaskStatus(path, True, h.decode() if isinstance(h, bytes) else str(h), "")
-    except (OSError, KeyError) as exc:
-        return TaskStatus(path, False, "", f"unreadable ({exc.__class__.__name__})")
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ValueError...
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        return TaskStatus(path, False, "", f"unreadable: {type(exc).__name__}"
+                                           + (f": {first}" if first else ""))
 
 
 def read_task(path: str | Path, cls: type[T], *, cfg_hash: str | None = None,
@@ -183,7 +192,7 @@ def clean_temporaries(run_dir: str | Path) -> int:
     n = 0
     root = Path(run_dir) / "tasks"
     if root.is_dir():
-        for p in root.rglob(f"{_TMP_PREFIX}*"):
+        for p in root.rglob(f"{TEMP_PREFIX}*"):
             p.unlink(missing_ok=True)
             n += 1
     return n

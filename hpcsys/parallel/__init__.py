@@ -13,13 +13,12 @@ from hpcsys.parallel.resources import RankResources, configure_rank, enable_prec
 from hpcsys.parallel.runner import (
     FAULT_ENV,
     InjectedFault,
-    RunError,
     RunSummary,
     TaskFailedError,
     pending_tasks,
-    reduce_run,
     run_tasks,
 )
+from hpcsys.rundir import RunError
 
 __all__ = [
     "FAULT_ENV",
@@ -42,7 +41,6 @@ __all__ = [
     "node_layout",
     "pending_tasks",
     "polite_barrier",
-    "reduce_run",
     "run_tasks",
     "task_list",
     "world",
