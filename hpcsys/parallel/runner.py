@@ -306,13 +306,14 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
         device = f"{layout.host}:{devices[0].platform}:{getattr(devices[0], 'device_kind', '')}"
     else:
         device = f"{layout.host}:unconfigured"
-    from hpcsys.pipeline import prepare_run, run_realisation
+    from hpcsys.pipeline import run_realisation
 
     ctx = None
     failure = ""
     if pending or not have_templates:  # a finished run being re-reduced needs no context
         try:
-            ctx = prepare_run(config)
+            from hpcsys.parallel.prepare import prepare_context
+            ctx = prepare_context(config, comm=comm, cache_dir=run_dir, stream=progress_stream)[0]
         except Exception as exc:  # deterministic, so normally every rank fails alike
             failure = f"rank {rank}: prepare_run failed: {type(exc).__name__}: {exc}"
     failures = [f for f in comm.allgather(failure) if f]
