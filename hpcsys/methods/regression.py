@@ -157,7 +157,7 @@ def run_elasticnet(data: MapData, settings: MethodsSection, seed: np.random.Seed
         fit_intercept=True,
         max_iter=10000,
         random_state=state,
-        precompute=settings.elasticnet_precompute,
+        precompute=True if settings.elasticnet_precompute else "auto",
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
