@@ -85,6 +85,8 @@ class CostEstimate:
     prepare_seconds : float
         CPU time of the run context (base + all template xi_ij TreeCorr runs), once per run.
     prepare_treecorr_runs : int
+    prepare_wall_seconds : float
+        Wall time of the prepare on ``n_ranks`` ranks (its TreeCorr runs shared).
     n_ranks : int
         Ranks of the wall-time estimate.
     wall_seconds : float
@@ -104,6 +106,7 @@ class CostEstimate:
     core_hours: float
     prepare_seconds: float
     prepare_treecorr_runs: int
+    prepare_wall_seconds: float
     n_ranks: int
     wall_seconds: float
     efficiency: float
@@ -174,7 +177,8 @@ def estimate_cost(config: Config, n_ranks: int = 1) -> CostEstimate:
     R = max(1, int(n_ranks))
     # the longest task: the combined scenario runs the same stages (a few more MLE iterations)
     phase = max(math.ceil(n_tasks / R) * t, t) if n_tasks else 0.0
-    wall = base + math.ceil(n_xi / R) * t_run + c["compile"] + phase
+    prep_wall = base + math.ceil(n_xi / R) * t_run
+    wall = prep_wall + c["compile"] + phase
     work = prep + n_tasks * t
     eff = work / (R * wall) if wall > 0 else 1.0
     vectors = 4 * K + 2 * min(m.mcmc_walkers, 256) + 6 * len(m.names) + 20
@@ -184,5 +188,6 @@ def estimate_cost(config: Config, n_ranks: int = 1) -> CostEstimate:
     n_lik = len(m.likelihoods)
     per_real = 8 * (M * (8 * K + 4 * K * K + 12) + 8 * n_lik * (4 * K + 5) + 5 * M * B + 40)
     results_mb = n_tasks * per_real / 2**20 + 0.1
-    return CostEstimate(n_tasks, npix, t, stages, n_tasks * t / 3600.0, prep, n_xi, R, wall,
+    return CostEstimate(n_tasks, npix, t, stages, n_tasks * t / 3600.0, prep, n_xi, prep_wall, R,
+                        wall,
                         eff, mem, config.output_dir, task_mb, results_mb)
