@@ -158,3 +158,25 @@ def test_two_rank_run_prepares_once_equals_serial_and_resume_hits_cache(tmp_path
     assert p.returncode == 0, p.stderr[-3000:]
     assert "run context from the cache" in p.stdout and "building the run context" not in p.stdout
     assert diff_results(tmp_path / "serial" / "results.h5", two / "results.h5") == ()
+
+
+def test_cost_model_prepare_and_ranks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The check's prepare cost counts the xi_ij runs once per run; more ranks share them."""
+    from hpcsys import cli
+    from hpcsys.parallel.estimate import COST_CONSTANTS, estimate_cost, prepare_treecorr_runs
+
+    cfg = _cfg("templates.n_templates=25", "methods.mcmc_walkers=102")
+    one, many = estimate_cost(cfg, 1), estimate_cost(cfg, 12)
+    assert one.prepare_treecorr_runs == prepare_treecorr_runs(25) == _n_runs(25) == 157
+    t_run = COST_CONSTANTS["c_tc_xi"] * one.n_pixels
+    assert one.prepare_seconds == pytest.approx(one.prepare_wall_seconds)
+    assert one.prepare_wall_seconds - many.prepare_wall_seconds == pytest.approx(
+        (157 - 14) * t_run)  # ceil(157 / 12) = 14 runs per rank
+    assert many.wall_seconds < one.wall_seconds and 0 < many.efficiency <= 1
+    assert sum(one.stage_seconds.values()) == pytest.approx(one.seconds_per_task)
+    assert estimate_cost(_cfg("templates.redraw=true"), 1).prepare_treecorr_runs == 0
+    assert cli.main(["check", str(CI), "--ranks", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "prepare (once per run" in out and "wall time on 3 rank(s)" in out
+    with pytest.raises(SystemExit):
+        cli.main(["check", str(CI), "--ranks", "0"])
