@@ -10,16 +10,16 @@ cache, and reads the task-phase wall time each run records in
   ``cyclic`` schedules, and the parallel efficiency
   ``throughput(2) / (2 x throughput(1))`` (target >= 0.85);
 * the measured mean time of each stage of one realisation;
-* a paper-scale estimate (``configs/paper.yaml``): CPU core-seconds per
-  realisation, each measured stage scaled by its own complexity (pixels x
-  walker-steps x parameters for the samplers, pixels x parameters^2 for the
-  MLE fits, N log N for w(theta)), and per GPU, where the two samplers' batched
-  likelihood runs at ``--gpu-tflops`` sustained float64 TFLOP/s plus
-  ``--gpu-step-ms`` latency per half-ensemble update, and the rest
-  stays on 8 host cores at the measured speed (an assumption: no GPU was
-  measured).
+* the paper-scale prediction (``configs/paper.yaml``): wall time, prepare time,
+  broadcast time and parallel efficiency at 1, 16, 119 and 476 ranks from the
+  per-stage cost model of :mod:`hpcsys.parallel.estimate` (constants measured on
+  this machine at paper size by ``benchmarks/bench_task.py`` and
+  ``benchmarks/calibrate.py``) and the measured bandwidth of a 2-rank broadcast
+  of the run context; for one GPU node (1 GPU + 16 cores) only the host stages
+  are predicted: the GPU samplers are measured by ``benchmarks/bench_gpu.py``
+  on a GPU machine, never assumed.
 
-    python benchmarks/bench_parallel.py [--config C] [--realisations N] [--out DIR]
+    python benchmarks/bench_parallel.py [--config C] [--realisations N] [--out DIR] [--scaling-only]
 
 Timings are not asserted anywhere; this script only prints them.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--realisations", type=int, default=6,
                     help="realisations per scenario in each timed run")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_parallel"))
-    ap.add_argument("--gpu-tflops", type=float, default=10.0,
-                    help="sustained float64 TFLOP/s assumed for the GPU likelihood")
-    ap.add_argument("--gpu-step-ms", type=float, default=1.0,
-                    help="assumed GPU latency per half-ensemble update of a sampler (ms)")
+    ap.add_argument("--bcast-bandwidth", type=float, default=0.0,
+                    help="bytes/s of the context broadcast (default: measured, 2 ranks)")
+    ap.add_argument("--scaling-only", action="store_true",
+                    help="only the paper-scale prediction (no throughput runs)")
     ap.add_argument("--paper", default=str(REPO / "configs" / "paper.yaml"))
     ap.add_argument("--cache", default=str(REPO / "runs" / ".jax_cache"),
                     help="JAX compilation cache shared with the runs")
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(args.cache)
     over = [f"run.n_realisations={args.realisations}"]
 
+    if args.scaling_only:
+        paper_scaling(load_config(args.paper),
+                      args.bcast_bandwidth or _measure_bcast(args.paper))
+        return
     print(f"# bench_parallel: {config.name}, {args.realisations} realisations x scenarios, "
           f"{os.cpu_count()} CPUs")
     if not args.report_only:
@@ -130,47 +135,77 @@ def main(argv: list[str] | None = None) -> None:
         f"{s} {v:.2f}" for s, v in zip(stages, mean)))
     print("  methods: " + ", ".join(f"{m} {np.mean(v):.2f}" for m, v in mwall.items()))
 
-    # paper-scale extrapolation: each measured stage scaled by its own complexity
-    bench_cfg = load_config(config, over)
-    paper_cfg = load_config(args.paper)
-    e_b, e_p = estimate_cost(bench_cfg), estimate_cost(paper_cfg)
-    mb, mp = bench_cfg.methods, paper_cfg.methods
-    Kb, Kp = bench_cfg.n_templates, paper_cfg.n_templates
-    r_pix = e_p.n_pixels / e_b.n_pixels
-    r_steps = (mp.mcmc_walkers * mp.mcmc_steps) / (mb.mcmc_walkers * mb.mcmc_steps)
-    s = dict(zip(stages, mean))
-    mcmc_p = 0.0
-    for name, P in (("MCMC-add", lambda K: K + 2), ("MCMC-comb", lambda K: 2 * K + 2)):
-        if name in mwall:
-            mcmc_p += float(np.mean(mwall[name])) * r_pix * r_steps * P(Kp) / P(Kb)
-    mcmc_b = sum(float(np.mean(mwall[n])) for n in ("MCMC-add", "MCMC-comb") if n in mwall)
-    other_methods_p = (s["methods"] - mcmc_b) * r_pix * Kp / Kb
-    mle_p = s["mle"] * r_pix * ((2 * Kp + 2) / (2 * Kb + 2)) ** 2
-    tc_p = s["twopoint"] * r_pix * np.log(e_p.n_pixels) / np.log(e_b.n_pixels)
-    mock_p = s["mock"] * r_pix
-    cpu_s = mcmc_p + other_methods_p + mle_p + tc_p + mock_p
-    npix, m = e_p.n_pixels, mp
-    # one walker-step: (P x Npix) template product + ~10 flops per pixel for the likelihood
-    flops = 2.0 * npix * m.mcmc_walkers * m.mcmc_steps * ((Kp + 1 + 10) + (2 * Kp + 1 + 10))
-    # plus a fixed latency per half-ensemble update (kernel launches, host sync) per sampler
-    gpu_mcmc = flops / (args.gpu_tflops * 1e12) + 2 * 2 * m.mcmc_steps * args.gpu_step_ms / 1e3
-    cores_per_gpu = 8
-    rest = (cpu_s - mcmc_p) / cores_per_gpu
-    per_gpu = gpu_mcmc + rest
-    n_tasks = e_p.n_tasks
+    paper_scaling(load_config(args.paper), args.bcast_bandwidth or _measure_bcast(args.paper))
+
+
+_BCAST_SCRIPT = """
+import pickle, sys, time
+import numpy as np
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+obj = np.random.default_rng(0).standard_normal(int(sys.argv[1])) if comm.rank == 0 else None
+comm.Barrier()
+t = time.perf_counter()
+for _ in range(3):
+    comm.bcast(obj, root=0)
+comm.Barrier()
+if comm.rank == 0:
+    print((time.perf_counter() - t) / 3)
+"""
+
+
+def _measure_bcast(paper: str) -> float:
+    """Bytes per second of an mpi4py pickled bcast of the paper context, 2 ranks on this node."""
+    cfg = load_config(paper)
+    n = cfg.n_templates * estimate_cost(cfg).n_pixels * 2  # templates + xi/maps, doubles
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
+    p = subprocess.run([str(BIN / "mpiexec"), "-n", "2", sys.executable, "-c", _BCAST_SCRIPT,
+                        str(n)], capture_output=True, text=True, env=env, timeout=300)
+    if p.returncode != 0:
+        print(f"(bcast not measured: {p.stderr.strip()[-200:]}; assuming 1 GB/s)")
+        return 1e9
+    sec = float(p.stdout.strip().splitlines()[-1])
+    bw = 8 * n / sec
+    print(f"measured: pickled bcast of {8 * n / 2**20:.0f} MB between 2 ranks on this node in "
+          f"{sec:.3f} s ({bw / 1e9:.2f} GB/s)")
+    return bw
+
+
+def paper_scaling(cfg, bcast_bw: float) -> None:
+    """Predicted wall time and efficiency of a paper run at 16, 119, 476 ranks, one GPU node.
+
+    From the calibrated per-stage model of :mod:`hpcsys.parallel.estimate` (constants
+    measured on this machine at paper size, ``benchmarks/calibrate.py``): the prepare's
+    TreeCorr runs shared by the ranks, a broadcast of the context (``log2 R`` hops of the
+    measured bandwidth; an inter-node network is usually faster than this shared VM), the
+    JAX compilation on every rank and the dynamic schedule's task phase.
+    """
+    e1 = estimate_cost(cfg, 1)
+    nbytes = 8 * cfg.n_templates * e1.n_pixels * 2
     print()
-    print(f"paper scale ({Path(args.paper).name}: NSIDE {paper_cfg.sky.nside}, {npix} pixels, "
-          f"K = {Kp}, {m.mcmc_walkers} walkers x {m.mcmc_steps} steps, {n_tasks} tasks), "
-          f"measured stages scaled by pixels x walker-steps x parameters:")
-    print(f"  CPU: {cpu_s:.0f} core-s per realisation (MCMC {mcmc_p:.0f}, other methods "
-          f"{other_methods_p:.0f}, MLE {mle_p:.0f}, w(theta) {tc_p:.0f}, mock {mock_p:.0f}); "
-          f"{n_tasks * cpu_s / 3600:.0f} core-hours in all (cost model of hpcsys check: "
-          f"{e_p.core_hours:.0f})")
-    print(f"  per GPU (samplers at {args.gpu_tflops:g} TFLOP/s float64 + {args.gpu_step_ms:g} ms "
-          f"per half-step: {gpu_mcmc:.1f} s; "
-          f"the rest on {cores_per_gpu} host cores: {rest:.0f} s): ~{per_gpu:.0f} s per "
-          f"realisation, {3600 / per_gpu:.0f} realisations per GPU-hour, "
-          f"{n_tasks * per_gpu / 3600:.1f} GPU-hours for the whole run")
+    print(f"paper scale ({cfg.source}: NSIDE {cfg.sky.nside}, {e1.n_pixels} pixels, "
+          f"K = {cfg.n_templates}, {cfg.methods.mcmc_walkers} walkers x "
+          f"{cfg.methods.mcmc_steps} steps, {e1.n_tasks} tasks): per task "
+          f"{e1.seconds_per_task:.0f} CPU s on one core, prepare {e1.prepare_seconds:.0f} CPU s "
+          f"({e1.prepare_treecorr_runs} TreeCorr runs), context {nbytes / 2**20:.0f} MB")
+    print(f"{'ranks':>6}  {'wall':>8}  {'prepare':>8}  {'bcast s':>7}  {'tasks/rank':>10}  "
+          f"{'efficiency':>10}  {'core-hours':>10}")
+    for R in (1, 16, 119, 476):
+        e = estimate_cost(cfg, R)
+        bcast = math.ceil(math.log2(R)) * nbytes / bcast_bw if R > 1 else 0.0
+        wall = e.wall_seconds + bcast
+        prep_wall = e.prepare_wall_seconds
+        work = e.prepare_seconds + e.n_tasks * e.seconds_per_task
+        eff = work / (R * wall)
+        print(f"{R:>6}  {wall / 60:>7.1f}m  {prep_wall / 60:>7.1f}m  {bcast:>7.2f}  "
+              f"{math.ceil(e.n_tasks / R):>10}  {eff:>10.2f}  {R * wall / 3600:>10.1f}")
+    host = e1.seconds_per_task - sum(v for k, v in e1.stage_seconds.items()
+                                     if k.startswith("MCMC"))
+    print(f"one GPU node (1 GPU + 16 cores): the samplers on the GPU are NOT MEASURED (no GPU "
+          f"in this session: benchmarks/bench_gpu.py measures them), so no wall time is "
+          f"predicted; the host stages alone are {host:.0f} CPU s per task, "
+          f"{e1.n_tasks * host / 16 / 3600:.1f} h for all tasks on 16 cores")
+
 
 if __name__ == "__main__":
     main()

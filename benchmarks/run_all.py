@@ -2,7 +2,9 @@
 
 Each benchmark is its own script with its own options; this runner calls them
 with their defaults, one after the other, so they do not compete for the cores.
-Timings belong here, never in the test-suite. Expect tens of minutes on two
+Timings belong here, never in the test-suite. ``bench_task.py`` times one paper-size
+task per stage (wall and CPU time) and ``calibrate.py`` turns it into the cost
+constants of ``hpcsys check`` (printed, to paste into ``hpcsys/parallel/estimate.py``). Expect tens of minutes on two
 cores (the NSIDE 512 template cross-correlations in bench_sims dominate; pass
 ``--quick`` to skip them and the 300k-pixel cases).
 """
@@ -21,7 +23,14 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_core.py": ([], ["--sizes", "20000", "80000"]),
     "bench_methods.py": ([], ["--npix", "20000", "80000"]),
     "bench_sims.py": ([], ["--nside", "128", "256", "512", "--skip-xi"]),
+    "bench_task.py": (["--scenario", "null", "--scenario", "combined", "--xi-sample", "4",
+                       "--json", str(HERE.parent / "runs" / "bench" / "paper_task.json")],
+                      ["--config", str(HERE.parent / "configs" / "quick.yaml"), "--repeat",
+                       "--json", str(HERE.parent / "runs" / "bench" / "quick_task.json")]),
+    "calibrate.py": ([str(HERE.parent / "runs" / "bench" / "paper_task.json")],
+                     [str(HERE.parent / "runs" / "bench" / "quick_task.json")]),
     "bench_parallel.py": ([], []),
+    "bench_gpu.py": ([], ["--config", str(HERE.parent / "configs" / "quick.yaml")]),
 }
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    hpcsys check CONFIG [--set section.key=value ...]
+    hpcsys check CONFIG [--set section.key=value ...] [--ranks N]
     hpcsys run CONFIG [--set ...] [--resume] [--no-reduce]   # serially, or under mpiexec / srun
     hpcsys reduce RUN_DIR
     hpcsys report RUN.h5|RUN_DIR [--format text|csv|latex|markdown]
@@ -67,14 +67,25 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from hpcsys.io.atomic import DiskFullError
     from hpcsys.parallel.estimate import estimate_cost
+    from hpcsys.parallel.progress import format_duration
     from hpcsys.rundir import check_run_space
 
     try:
         cfg = load_config(args.config, args.overrides)
-        est = estimate_cost(cfg)
+        est = estimate_cost(cfg, n_ranks=args.ranks)
         size = check_run_space(cfg, cfg.output_dir, est.n_tasks, est.n_pixels)
     except (ConfigError, DiskFullError) as exc:
         return _fail("check", str(exc))
@@ -87,6 +98,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
           f"{cfg.n_templates} templates; methods {', '.join(cfg.methods.names)}")
     print(f"estimated time: {est.seconds_per_task:.3g} s per task on one core, "
           f"{hours:.3g} core-hours in all")
+    top = sorted(est.stage_seconds.items(), key=lambda kv: -kv[1])
+    print("  per task: " + ", ".join(f"{k} {v:.2g} s" for k, v in top))
+    print(f"prepare (once per run, cached in the run directory): {est.prepare_seconds:.3g} "
+          f"CPU s ({est.prepare_treecorr_runs} TreeCorr runs of the template xi_ij, shared by "
+          f"the ranks)")
+    print(f"wall time on {est.n_ranks} rank(s) of one core: {format_duration(est.wall_seconds)} "
+          f"(efficiency {est.efficiency:.2f})")
     print(f"memory per rank: {est.memory_per_rank_mb / 1024:.2f} GiB")
     print(f"output: {est.output_dir} (per-task files ~{est.task_file_mb:.2g} MB each, "
           f"results.h5 ~{est.results_file_mb:.2g} MB)")
@@ -178,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a config and estimate its cost (runs nothing)")
     _add_config_args(p)
+    p.add_argument("--ranks", type=_positive_int, default=1, metavar="N",
+                   help="ranks (one core each) of the wall-time estimate (default 1)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("run", help="run all tasks (serially, or under mpiexec/srun), then reduce")

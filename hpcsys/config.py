@@ -211,6 +211,10 @@ class MethodsSection:
     elasticnet_patch_nside: int = _param(
         4, "NSIDE of the sky patches that define the CV groups.", _power_of_two
     )
+    elasticnet_precompute: bool = _param(
+        True, "ElasticNet coordinate descent on the K x K Gram matrix in every fold and in the "
+        "final fit (False: scikit-learn's 'auto', the full design for the final fit)."
+    )
     mcmc_backend: str = _param(
         "emcee",
         "Ensemble sampler: ``emcee`` (reference) or ``jax`` (device-resident AIES).",

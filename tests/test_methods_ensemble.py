@@ -173,3 +173,35 @@ def test_sampler_never_crosses_the_pole(backend):
     r = run_method("MCMC-comb", data, st, seed_sequence(1, "method", 6))
     assert np.min(1.0 + r.b @ T) > 0.0
     assert r.diagnostics.hit_pole  # this posterior reaches the pole: reported, never crossed
+
+
+@pytest.mark.parametrize(("steps", "burn", "thin"), [(40, 10, 1), (41, 10, 3), (30, 0, 7)])
+def test_jax_chain_keeps_the_steps_emcee_keeps(steps: int, burn: int, thin: int):
+    """The compiled chain equals a step-by-step loop of the same stretch move, bit for bit:
+    kept steps ``i >= burn`` with ``(i - burn + 1) % thin == 0`` (emcee's ``discard``/``thin``),
+    acceptance and outside counts over all steps (a remainder after the last kept step too)."""
+    import jax
+
+    from hpcsys.methods import ensemble as E
+
+    data = synthetic_map(500, K=3, npix=600, a=[0.01, 0.0, -0.01], b=[0.02, 0.0, 0.01])
+    chunks = E.pixel_chunks(data.delta, data.templates, 128)
+    rng = np.random.default_rng(5)
+    p0 = np.concatenate([rng.normal(0, 1e-3, (16, 6)), 0.3 + rng.normal(0, 1e-3, (16, 1))], axis=1)
+    key = jax.random.PRNGKey(3)
+    buf, lbuf, acc, out = E._jax_chain(key, jnp.asarray(p0), chunks, E.combined_logpost,
+                                       steps, burn, thin)
+    pos, lp = jnp.asarray(p0), E.combined_logpost(jnp.asarray(p0), chunks)
+    kept, kept_lp, acc_ref, out_ref = [], [], np.zeros(16, int), 0
+    step = jax.jit(lambda k, x, lx: E._stretch_step(k, x, lx, E.combined_logpost, chunks))
+    for i in range(steps):
+        pos, lp, a, o = step(jax.random.fold_in(key, i), pos, lp)
+        acc_ref += np.asarray(a)
+        out_ref += int(o)
+        if i >= burn and (i - burn + 1) % thin == 0:
+            kept.append(np.asarray(pos))
+            kept_lp.append(np.asarray(lp))
+    np.testing.assert_array_equal(np.asarray(buf), np.array(kept))
+    np.testing.assert_array_equal(np.asarray(lbuf), np.array(kept_lp))
+    np.testing.assert_array_equal(np.asarray(acc), acc_ref)
+    assert int(out) == out_ref

@@ -307,28 +307,34 @@ def _stretch_step(key: Array, pos: Array, lp: Array, logpost, data):
 
 @partial(jax.jit, static_argnames=("logpost", "n_steps", "burn_in", "thin"))
 def _jax_chain(key: Array, p0: Array, data, logpost, n_steps: int, burn_in: int, thin: int):
-    """The whole chain as one program: one scan over steps, kept samples written to a buffer.
+    """The whole chain as one program: a scan over the burn-in, then one over kept blocks.
 
     Step ``i`` (0-based) is kept when ``i >= burn_in`` and ``(i - burn_in + 1) % thin == 0``,
-    the same samples as ``emcee``'s ``get_chain(discard=burn_in, thin=thin)``.
+    the same samples as ``emcee``'s ``get_chain(discard=burn_in, thin=thin)``. The kept
+    samples are the outputs of the outer scan (written in place, once each) rather than a
+    buffer carried through every step, which XLA copied at each step (0.5 ms per step at
+    250 walkers x 51 parameters x 1200 kept samples). Step ``i`` uses the key
+    ``fold_in(key, i)`` either way, so the chain is the same.
     """
-    W, P = p0.shape
+    W = p0.shape[0]
     n_keep = (n_steps - burn_in) // thin
     lp0 = logpost(p0, data)
 
     def step(carry, i):
-        pos, lp, acc, out, buf, lbuf = carry
+        pos, lp, acc, out = carry
         pos, lp, a, o = _stretch_step(jax.random.fold_in(key, i), pos, lp, logpost, data)
-        rel = i - burn_in + 1
-        keep = (rel > 0) & (rel % thin == 0)
-        k = jnp.clip(rel // thin - 1, 0, n_keep - 1)
-        buf = lax.dynamic_update_slice(buf, jnp.where(keep, pos, buf[k])[None], (k, 0, 0))
-        lbuf = lax.dynamic_update_slice(lbuf, jnp.where(keep, lp, lbuf[k])[None], (k, 0))
-        return (pos, lp, acc + a, out + o, buf, lbuf), None
+        return (pos, lp, acc + a, out + o), None
 
-    init = (p0, lp0, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32),
-            jnp.zeros((n_keep, W, P), p0.dtype), jnp.zeros((n_keep, W), p0.dtype))
-    (_, _, acc, out, buf, lbuf), _ = lax.scan(step, init, jnp.arange(n_steps))
+    carry = (p0, lp0, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32))
+    carry, _ = lax.scan(step, carry, jnp.arange(burn_in))
+
+    def block(carry, j):  # thin steps; the last one is kept
+        carry, _ = lax.scan(step, carry, burn_in + j * thin + jnp.arange(thin))
+        return carry, (carry[0], carry[1])
+
+    carry, (buf, lbuf) = lax.scan(block, carry, jnp.arange(n_keep))
+    # steps after the last kept one still count in the acceptance and outside tallies
+    (_, _, acc, out), _ = lax.scan(step, carry, jnp.arange(burn_in + n_keep * thin, n_steps))
     return buf, lbuf, acc, out
 
 

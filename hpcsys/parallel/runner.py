@@ -386,12 +386,16 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
             device = f"{layout.host}:{devices[0].platform}:{getattr(devices[0], 'device_kind', '')}"
         else:
             device = f"{layout.host}:unconfigured"
-        from hpcsys.pipeline import prepare_run, run_realisation
+        from hpcsys.parallel.prepare import prepare_context
+        from hpcsys.pipeline import run_realisation
 
         if pending or not plan.have_templates:  # a finished run being re-reduced needs none
             try:
-                ctx = prepare_run(config)
-            except Exception as exc:  # deterministic, so normally every rank fails alike
+                ctx = prepare_context(config, comm=comm, cache_dir=run_dir,
+                                      stream=progress_stream)[0]
+            except Exception as exc:
+                if size > 1:  # other ranks may wait in a collective: the phase guard aborts
+                    raise
                 failure = f"rank {rank}: prepare_run failed: {type(exc).__name__}: {exc}"
     failures = [f for f in comm.allgather(failure) if f]
     if failures:
