@@ -8,7 +8,8 @@ import pytest
 from numpy.polynomial import legendre
 from scipy import stats
 
-from hpcsys.core.fit import fit_mle, loglike_derivatives
+from hpcsys.core.derivatives import loglike_derivatives
+from hpcsys.core.fit import fit_mle
 from hpcsys.core.likelihood import param_layout
 from hpcsys.core.scores import score_fields
 from hpcsys.measure.sandwich import (

@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from hpcsys.core.contamination import MODELS
 from hpcsys.core.likelihood import log_ndtr, param_layout, skewnormal_location
+from hpcsys.core.models import MODELS
 
 __all__ = ["ScoreFields", "score_fields"]
 

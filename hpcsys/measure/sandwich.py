@@ -474,9 +474,9 @@ def mle_covariance(
     """
     import jax.numpy as jnp
 
-    from hpcsys.core.contamination import MODELS
-    from hpcsys.core.fit import loglike_derivatives
+    from hpcsys.core.derivatives import loglike_derivatives
     from hpcsys.core.likelihood import param_layout
+    from hpcsys.core.models import MODELS
     from hpcsys.core.scores import score_fields
 
     templates = np.asarray(templates, dtype=float)
