@@ -30,6 +30,7 @@ import yaml
 
 from hpcsys._config_checks import (
     ConfigError,
+    UniqueKeyLoader,
     _at_least,
     _coerce,
     _fraction,
@@ -486,25 +487,6 @@ def parse_config(
     return cfg
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (YAML says keys are
-    unique; PyYAML would silently keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key]})",
-                    key_node.start_mark)
-            try:
-                seen[key] = key_node.start_mark.line + 1
-            except TypeError:  # unhashable key: let PyYAML report it
-                pass
-        return super().construct_mapping(node, deep=deep)
-
-
 def _read_yaml(path: Path) -> Any:
     try:
         data = path.read_bytes()
@@ -525,7 +507,7 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: empty config file (nothing but blanks and comments); "
                           f"write '{{}}' to run with every default")
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}" if mark is not None else ""
