@@ -123,11 +123,12 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
     assert res.seed == 3 and res.settings.mcmc_walkers == 16
     assert res.inputs[0] == f"map={files / 'delta.fits'}"
     with h5py.File(out / "fit.h5", "r") as f:
-        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 2
         assert f.attrs["hpcsys_version"] and f.attrs["seed"] == 3
         assert f["methods/0"].attrs["name"] == "OLS"
         assert f["methods/5/diagnostics"].attrs["converged"] in (True, False)
         assert f["mle/0"].attrs["model"] == "null"
+        assert {"closed", "status", "decrement", "loglike"} <= set(f["mle/0"].attrs)
         assert f["lrt/statistic"].shape == (len(LRT_PAIRS),)
         np.testing.assert_array_equal(f["map/pixels"][()], np.flatnonzero(sky[2]))
     # FITS weight map: full sky, UNSEEN outside the footprint, the method's weights inside
