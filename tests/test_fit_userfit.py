@@ -132,6 +132,7 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
         assert f["methods/0"].attrs["name"] == "OLS"
         assert f["methods/5/diagnostics"].attrs["converged"] in (True, False)
         assert f["mle/0"].attrs["model"] == "null"
+        assert {"closed", "status", "decrement", "loglike"} <= set(f["mle/0"].attrs)
         assert f["lrt/statistic"].shape == (len(LRT_PAIRS),)
         np.testing.assert_array_equal(f["map/pixels"][()], np.flatnonzero(sky[2]))
     # FITS weight map: full sky, UNSEEN outside the footprint, the method's weights inside
