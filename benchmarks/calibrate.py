@@ -31,11 +31,11 @@ STAGE_CONSTANT = {"mock": "c_mock", "OLS": "c_ols", "ElasticNet": "c_en", "ISD-1
 PART_OF_STAGE = {"mle": "mle", "twopoint": "w(theta)"}
 
 
-def _units(cfg, npix: int, const: str, stage: str, c_step: float) -> float:
+def _units(cfg, npix: int, const: str, stage: str) -> float:
+    """Work units of ``stage`` for ``const``: the model with that constant 1, all others 0."""
     zero = dict.fromkeys(COST_CONSTANTS, 0.0)
     zero[const] = 1.0
-    units = stage_seconds(cfg, npix, zero)[stage]
-    return units
+    return stage_seconds(cfg, npix, zero)[stage]
 
 
 def _measured(task: dict, stage: str) -> float | None:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if stage == "MCMC-comb":
                     got -= S * c_step
-                units = _units(cfg, npix, const, stage, c_step)
+                units = _units(cfg, npix, const, stage)
                 if units > 0:
                     fits.setdefault(const, []).append(max(got, 0.0) / units)
             parts = sum(v for k, v in t["part_cpu"].items())
