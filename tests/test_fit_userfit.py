@@ -208,6 +208,12 @@ def test_roundtrip_of_written_result(sky, tmp_path):
         np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(back.lrt.pvalue, res.lrt.pvalue)
     assert convergence_warnings(res) == []
+    older = tmp_path / "older.h5"  # a fit file of another format version is refused by name
+    older.write_bytes((tmp_path / "r.h5").read_bytes())
+    with h5py.File(older, "r+") as f:
+        f.attrs["format_version"] = 1
+    with pytest.raises(MapInputError, match="format version 1; this hpcsys reads version 2"):
+        read_fit_result(older)
     for a, b in zip(back.mle, res.mle):  # the MLE pytree round-trips through the fit file
         np.testing.assert_array_equal(a.theta, b.theta)
         assert (a.model, a.likelihood, a.loglike, a.message) == (

@@ -215,3 +215,17 @@ def test_read_task_can_skip_per_pixel_maps(tmp_path: Path) -> None:
         np.testing.assert_array_equal(m_light.a, m_full.a)
         assert_same(m_light.diagnostics, m_full.diagnostics)
     np.testing.assert_array_equal(light.w_corrected, res.w_corrected)
+
+
+def test_task_of_an_older_schema_is_incomplete(tmp_path: Path) -> None:
+    """A task file of another result layout is redone, never read into the new classes."""
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:  # as schema 1 wrote them: no checksum block
+        f.attrs["complete"] = True
+        f.attrs["schema_version"] = 1
+        f.attrs["config_hash"] = "abc"
+        f.create_group("result").create_dataset("w_true", data=np.zeros(3))
+    st = task_status(path)
+    assert not st.complete
+    assert st.reason == f"written with result schema 1, this hpcsys writes {SCHEMA_VERSION}"
+

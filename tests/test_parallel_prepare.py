@@ -34,7 +34,7 @@ from hpcsys.pipeline import prepare_run
 REPO = Path(__file__).resolve().parent.parent
 CI = REPO / "configs" / "ci.yaml"
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
-CACHE = REPO / "runs" / ".jax_cache"
+CACHE = Path(os.environ["HPCSYS_TEST_JAX_CACHE"])  # the session cache (tests/conftest.py)
 
 
 def _cfg(*overrides: str):

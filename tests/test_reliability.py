@@ -72,7 +72,15 @@ def _stalled_run(run_dir: Path, cache: Path) -> subprocess.Popen:
     env = _env()
     env["HPCSYS_FAULT"] = "stall@null:1"
     return subprocess.Popen(_cmd(*_run_args(run_dir, cache)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            preexec_fn=_interactive_sigint)
+
+
+def _interactive_sigint() -> None:
+    """SIGINT handled as in a foreground terminal process, even when the test suite runs as
+    a background job (a non-interactive shell starts those with SIGINT ignored, and an
+    ignored disposition survives exec: Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _one_line(stderr: str) -> str:
@@ -87,9 +95,9 @@ def _temporaries(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def cache() -> Path:
-    """The JAX compilation cache the end-to-end tests share (tests/test_parallel_runs.py)."""
-    return REPO / "runs" / ".jax_cache"
+def cache(jax_cache_dir: Path) -> Path:
+    """The session's JAX compilation cache, shared with the end-to-end tests."""
+    return jax_cache_dir
 
 
 @pytest.fixture(scope="module")

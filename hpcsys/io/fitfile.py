@@ -140,4 +140,9 @@ def read_fit_result(path_h5: str | Path, cls: type[T]) -> T:
     with h5py.File(path_h5, "r") as f:
         if f.attrs.get("format") != FIT_FORMAT:
             raise MapInputError(f"{path_h5}: not an hpcsys fit result (format attribute)")
+        version = int(f.attrs.get("format_version", -1))
+        if version != FIT_FORMAT_VERSION:
+            raise MapInputError(f"{path_h5}: hpcsys fit result of format version {version}; "
+                                f"this hpcsys reads version {FIT_FORMAT_VERSION} (run hpcsys "
+                                "fit again)")
         return read_dataclass(f, cls)

@@ -131,8 +131,9 @@ def task_status(path: str | Path) -> TaskStatus:
 
     Complete: its bytes match the SHA-256 stored in its user block
     (:func:`hpcsys.io.atomic.verify_checksum`; files of older versions have
-    none), it opens, carries ``complete = True`` and a ``result`` group whose
-    objects all open. Anything else, whatever the error, is not complete and
+    none), it opens, carries ``complete = True``, the current
+    :data:`~hpcsys.io.schema.SCHEMA_VERSION` and a ``result`` group whose
+    objects all open (a task of an older layout is redone, not misread). Anything else, whatever the error, is not complete and
     the reason says why; this never raises for a damaged file.
     """
     path = Path(path)
@@ -146,6 +147,10 @@ def task_status(path: str | Path) -> TaskStatus:
                 return TaskStatus(path, False, "", "no completion attribute")
             if "result" not in f:
                 return TaskStatus(path, False, "", "no result group")
+            version = int(f.attrs.get("schema_version", -1))
+            if version != SCHEMA_VERSION:
+                return TaskStatus(path, False, "", f"written with result schema {version}, "
+                                                   f"this hpcsys writes {SCHEMA_VERSION}")
             f["result"].visititems(_touch)
             h = f.attrs.get("config_hash", "")
             return TaskStatus(path, True, h.decode() if isinstance(h, bytes) else str(h), "")
