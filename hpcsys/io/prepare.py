@@ -297,47 +297,6 @@ def _standardise_and_drop(tf: np.ndarray, names: tuple[str, ...], labels: tuple[
     return _Standardised(z[kept_local], kept, mean, std, dropped, reasons)
 
 
-def _drop_degenerate(
-    z: np.ndarray, names: Sequence[str], labels: Sequence[str]
-) -> tuple[list[int], list[str], list[str]]:
-    """Greedy rank check over standardised templates, in input order.
-
-    Returns the kept indices, the reasons for the dropped ones (by index
-    order) and notes on nearly dependent templates.
-    """
-    kept: list[int] = []
-    reasons: list[str] = []
-    notes: list[str] = []
-    n = z.shape[1]
-    for j in range(z.shape[0]):
-        if kept:
-            basis = z[kept].T
-            coef, *_ = np.linalg.lstsq(basis, z[j], rcond=None)
-            resid = z[j] - basis @ coef
-            frac = float(resid @ resid) / float(z[j] @ z[j])
-            if frac < DEPENDENT_TOL:
-                corr = z[kept] @ z[j] / n
-                i = int(np.argmax(np.abs(corr)))
-                if abs(corr[i]) > 1 - DEPENDENT_TOL:
-                    reasons.append(
-                        f"duplicate of {names[kept[i]]} (correlation {corr[i]:+.6f} on the footprint)"
-                    )
-                else:
-                    reasons.append(
-                        "linear combination of earlier templates "
-                        f"({', '.join(names[k] for k in kept)})"
-                    )
-                continue
-            if frac < NEAR_DEPENDENT_TOL:
-                notes.append(
-                    f"{labels[j]}: nearly a linear combination of earlier templates "
-                    f"(1 - R^2 = {frac:.2e}); its coefficient will be poorly constrained"
-                )
-        kept.append(j)
-        reasons.append("")
-    return kept, [r for r in reasons if r], notes
-
-
 def prepare_maps(
     map_values: np.ndarray,
     templates: np.ndarray,

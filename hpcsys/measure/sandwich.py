@@ -231,6 +231,7 @@ class _Quadrature:
     legendre: np.ndarray  # (lmax + 1, n)
     weights: np.ndarray  # (n,)
     mask_xi: np.ndarray  # (n,) pair-weight correlation of the footprint indicator
+    mask_alm: np.ndarray  # (1, n_alm) alms of the footprint indicator (the unit design)
 
 
 _QUADRATURES: dict[tuple[int, int, bytes], _Quadrature] = {}
@@ -250,7 +251,7 @@ def _quadrature(geo: HarmonicGeometry) -> _Quadrature:
     ell = np.arange(geo.lmax + 1)
     mask_cl = _cross_power(mask_alm, mask_alm, geo)[0, 0] / (2 * ell + 1)
     mask_xi = ((2 * ell + 1) / (4.0 * np.pi) * mask_cl) @ table
-    quad = _Quadrature(table, w, mask_xi)
+    quad = _Quadrature(table, w, mask_xi, mask_alm)
     if len(_QUADRATURES) > 8:
         _QUADRATURES.clear()
     _QUADRATURES[key] = quad
@@ -493,7 +494,7 @@ def mle_covariance(
         tmpl = transform_designs(templates * np.asarray(sf.modulation)[None, :], geo)
     else:
         tmpl = designs
-    unit = transform_designs(ones, geo)
+    unit = DesignTransform(ones, _quadrature(geo).mask_alm)  # the footprint, cached
     cols = np.concatenate([tmpl.columns] * (int(has_a) + int(has_b)) + [ones] * n_scalar)
     alms = np.concatenate([tmpl.alms] * (int(has_a) + int(has_b)) + [unit.alms] * n_scalar)
     local = [False] * (lay.size - n_scalar) + [True] * n_scalar
