@@ -57,6 +57,7 @@ already contains both.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -234,16 +235,16 @@ class _Quadrature:
     mask_alm: np.ndarray  # (1, n_alm) alms of the footprint indicator (the unit design)
 
 
-_QUADRATURES: dict[tuple[int, int, bytes], _Quadrature] = {}
+_QUADRATURES: dict[tuple[int, int, bytes], _Quadrature] = {}  # key: nside, lmax, SHA-256 of the pixels
 
 
 def _quadrature(geo: HarmonicGeometry) -> _Quadrature:
     """Gauss-Legendre nodes, Legendre table and the footprint's own correlation (cached)."""
     from scipy.special import roots_legendre
 
-    key = (geo.nside, geo.lmax, geo.pixels.tobytes()[:64] + geo.pixels.size.to_bytes(8, "little"))
+    key = (geo.nside, geo.lmax, hashlib.sha256(geo.pixels.tobytes()).digest())
     hit = _QUADRATURES.get(key)
-    if hit is not None and hit.legendre.shape[0] == geo.lmax + 1:
+    if hit is not None:
         return hit
     x, w = roots_legendre(2 * (geo.lmax + 1))
     table = _legendre_table(x, geo.lmax)
