@@ -10,10 +10,11 @@ are the checks (each returns ``None`` or the reason a value is refused);
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from typing import Any
 
@@ -162,3 +163,36 @@ class UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # unhashable key: let PyYAML report it
                 pass
         return super().construct_mapping(node, deep=deep)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields_))
+    if unknown:
+        raise ConfigError(
+            f"{name}.{unknown[0]}: unknown key; valid keys of '{name}' are "
+            f"{', '.join(fields_)}"
+        )
+    if name == "run" and isinstance(raw.get("scenarios"), list):
+        # Unquoted YAML ``null`` reads as None: in a list of scenario names it can
+        # only mean the uncontaminated "null" scenario.
+        raw = {**raw, "scenarios": ["null" if s is None else s for s in raw["scenarios"]]}
+    values = {}
+    for fname, f in fields_.items():
+        key = f"{name}.{fname}"
+        value = _coerce(key, raw[fname], hints[fname]) if fname in raw else f.default
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            msg = check(value)
+            if msg:
+                raise ConfigError(f"{key}: {msg}")
+        values[fname] = value
+    return cls(**values)

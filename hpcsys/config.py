@@ -32,7 +32,7 @@ from hpcsys._config_checks import (
     ConfigError,
     UniqueKeyLoader,
     _at_least,
-    _coerce,
+    _build_section,
     _fraction,
     _non_negative,
     _one_of,
@@ -43,6 +43,7 @@ from hpcsys._config_checks import (
     _power_of_two,
     _subset_of,
 )
+from hpcsys._config_cross import _cross_checks
 from hpcsys.core.models import LIKELIHOODS, SCENARIOS
 
 __all__ = [
@@ -349,107 +350,6 @@ def _plain(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
     return v
-
-
-def _build_section(name: str, cls: type, raw: Mapping[str, Any] | None) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{name}: expected a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields_))
-    if unknown:
-        raise ConfigError(
-            f"{name}.{unknown[0]}: unknown key; valid keys of '{name}' are "
-            f"{', '.join(fields_)}"
-        )
-    if name == "run" and isinstance(raw.get("scenarios"), list):
-        # Unquoted YAML ``null`` reads as None: in a list of scenario names it can
-        # only mean the uncontaminated "null" scenario.
-        raw = {**raw, "scenarios": ["null" if s is None else s for s in raw["scenarios"]]}
-    values = {}
-    for fname, f in fields_.items():
-        key = f"{name}.{fname}"
-        value = _coerce(key, raw[fname], hints[fname]) if fname in raw else f.default
-        check = f.metadata.get("check")
-        if check is not None and value is not None:
-            msg = check(value)
-            if msg:
-                raise ConfigError(f"{key}: {msg}")
-        values[fname] = value
-    return cls(**values)
-
-
-def _mock_run_checks(cfg: Config) -> None:
-    """Checks that tie the methods to the mock templates of a simulation run.
-
-    ``hpcsys fit`` on user maps skips them: there K comes from the maps.
-    """
-    K = cfg.templates.n_templates
-    names = cfg.methods.names
-    n_walk = cfg.methods.mcmc_walkers
-    n_dim = {"MCMC-add": K + 1, "MCMC-comb": 2 * K + 1}
-    for name, dim in n_dim.items():
-        if name in names and n_walk < 2 * dim:
-            raise ConfigError(
-                f"methods.mcmc_walkers: {name} with K = {K} templates has {dim} parameters "
-                f"and needs at least {2 * dim} walkers, got {n_walk}"
-            )
-
-
-def _cross_checks(cfg: Config, mock_run: bool = True) -> None:
-    """Checks that involve more than one key."""
-    K = cfg.templates.n_templates
-    if cfg.sky.footprint == "file":
-        if not cfg.sky.mask_file:
-            raise ConfigError("sky.mask_file: required when sky.footprint is 'file'")
-        if not Path(cfg.sky.mask_file).is_file():
-            raise ConfigError(f"sky.mask_file: file not found: {cfg.sky.mask_file}")
-    if cfg.sky.spectrum != "kids" and not Path(cfg.sky.spectrum).is_file():
-        raise ConfigError(f"sky.spectrum: not 'kids' and no such file: {cfg.sky.spectrum}")
-    m = cfg.templates.correlation_matrix
-    if m is not None:
-        if len(m) != K or any(len(row) != K for row in m):
-            raise ConfigError(
-                f"templates.correlation_matrix: must be {K} x {K} (templates.n_templates)"
-            )
-        import numpy as np
-
-        arr = np.asarray(m, dtype=float)
-        if not np.allclose(arr, arr.T) or not np.allclose(np.diag(arr), 1.0):
-            raise ConfigError(
-                "templates.correlation_matrix: must be symmetric with unit diagonal"
-            )
-        if np.linalg.eigvalsh(arr).min() <= 0:
-            raise ConfigError("templates.correlation_matrix: must be positive definite")
-    elif K > 1 and cfg.templates.correlation <= -1.0 / (K - 1):
-        raise ConfigError(
-            f"templates.correlation: must exceed -1/(K-1) = {-1.0 / (K - 1):.4g} for "
-            f"K = {K} templates to give a positive-definite matrix"
-        )
-    if mock_run:
-        _mock_run_checks(cfg)
-    if cfg.methods.mcmc_backend == "jax" and cfg.methods.mcmc_walkers % 2:
-        raise ConfigError(
-            "methods.mcmc_walkers: the jax backend needs an even number of walkers, got "
-            f"{cfg.methods.mcmc_walkers}"
-        )
-    if cfg.methods.mcmc_burn_in >= cfg.methods.mcmc_steps:
-        raise ConfigError(
-            f"methods.mcmc_burn_in: must be smaller than methods.mcmc_steps "
-            f"({cfg.methods.mcmc_steps}), got {cfg.methods.mcmc_burn_in}"
-        )
-    for r in cfg.methods.elasticnet_l1_ratio:
-        if not 0 < r <= 1:
-            raise ConfigError(f"methods.elasticnet_l1_ratio: entries must be in (0, 1], got {r}")
-    tp = cfg.twopoint
-    tmin = tp.theta_min_arcmin
-    if tmin is not None and tmin >= tp.theta_max_arcmin:
-        raise ConfigError(
-            f"twopoint.theta_min_arcmin: must be below twopoint.theta_max_arcmin "
-            f"({tp.theta_max_arcmin}), got {tmin}"
-        )
 
 
 def parse_config(
