@@ -11,8 +11,9 @@ Writes ``validation.md`` with
    68 %/95 % coverage of its intervals (recovery table);
 3. ``dA/sigma_A`` before and after correction per scenario against the paper's
    headline (about 1.5 sigma uncorrected, below 0.1 sigma corrected);
-4. the population slope when ``fig_population`` has written
-   ``population.csv`` to the same directory.
+4. the population view (scatter between groups over the Laplace and the
+   jackknife widths; the slope as a side note) when ``fig_population`` has
+   written ``population.csv`` to the same directory.
 
 Usage: ``python analysis/validation.py RUN/results.h5 --out DIR``
 """

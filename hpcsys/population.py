@@ -16,12 +16,13 @@ inverse Hessian of ``-ln L_N`` at its maximum) must shrink as ``1/sqrt(N)``
 :func:`fit_population` maximises ``ln L_N`` (the per-realisation likelihoods
 are :func:`hpcsys.core.likelihood.loglike`, vmapped over realisations) and
 returns the Laplace covariance; :func:`population_convergence` repeats the fit
-on disjoint groups of ``N`` realisations for several ``N`` and fits the slope
-of ``log(width)`` against ``log(N)``, which should be ``-1/2``. Next to the
-Laplace width it reports the mock-to-mock scatter of the joint estimates: on
-a spatially correlated sky the likelihood treats pixels as independent and
-the scatter exceeds the width (docs/correlated_pixels.rst), but both shrink as
-``1/sqrt(N)`` because the realisations are independent.
+on disjoint groups of ``N`` realisations for several ``N`` and compares the
+scatter of the group estimates with their widths: the Laplace width (which
+treats pixels as independent, so on a spatially correlated sky the scatter
+exceeds it, docs/correlated_pixels.rst) and the delete-one-realisation
+jackknife width (honest, because the realisations are independent). The
+slope of ``log(width)`` against ``log(N)`` is ``-1/2`` by construction for
+independent realisations and is kept only as a side note.
 
 Compile once per shape: the objective always sees the full ``(N_max, Npix)``
 stack with 0/1 weights selecting the realisations of a group, so every group
@@ -137,16 +138,24 @@ class PopulationConvergence:
     widths : ndarray, shape (G, P_ab)
         Laplace posterior widths of each group.
     converged : ndarray of bool, shape (G,)
-    mean_width : ndarray, shape (J, P_ab)
-        Mean Laplace width over the groups of each N.
+    jackknife_widths : ndarray, shape (G, P_ab)
+        Delete-one-realisation jackknife widths of each group's estimate
+        (``nan`` for N = 1 or when not computed): honest whatever the pixel
+        correlations, because the realisations are independent.
+    mean_width, mean_jackknife_width : ndarray, shape (J, P_ab)
+        Mean Laplace / jackknife width over the groups of each N.
     scatter : ndarray, shape (J, P_ab)
         Standard deviation of the estimates over the groups of each N
         (``nan`` with fewer than two groups).
+    scatter_rel_err : ndarray, shape (J,)
+        Relative standard error of :attr:`scatter`, ``1/sqrt(2 (G_N - 1))``
+        for Gaussian estimates (``nan`` with fewer than two groups).
     slope, slope_err : float
         Least-squares slope of ``log(width)`` on ``log(N)`` over all converged
         groups, ``width`` being the geometric mean of the P_ab Laplace widths,
         and its standard error from the residuals. ``-0.5`` is the
-        ``1/sqrt(N)`` law.
+        ``1/sqrt(N)`` law, which holds by construction for independent
+        realisations: a side note, not a test of the width.
     parameter_slopes : ndarray, shape (P_ab,)
         The same slope for each parameter separately.
     labels : tuple of str
@@ -159,12 +168,27 @@ class PopulationConvergence:
     estimates: np.ndarray
     widths: np.ndarray
     converged: np.ndarray
+    jackknife_widths: np.ndarray
     mean_width: np.ndarray
+    mean_jackknife_width: np.ndarray
     scatter: np.ndarray
+    scatter_rel_err: np.ndarray
     slope: float
     slope_err: float
     parameter_slopes: np.ndarray
     labels: tuple[str, ...]
+
+    def honesty(self, kind: str = "laplace") -> np.ndarray:
+        """Scatter of the group estimates over their mean width, shape (J, P_ab).
+
+        The informative check of the population view: 1 for an honest width
+        (within :attr:`scatter_rel_err`), above 1 for a width that is too
+        small. ``kind`` is ``"laplace"`` or ``"jackknife"``.
+        """
+        if kind not in ("laplace", "jackknife"):
+            raise PopulationError(f"kind: 'laplace' or 'jackknife', got {kind!r}")
+        width = self.mean_width if kind == "laplace" else self.mean_jackknife_width
+        return self.scatter / width
 
 
 # --------------------------------------------------------------------------- helpers
@@ -314,6 +338,7 @@ def fit_population(
     likelihood: str = "gaussian",
     *,
     weights: np.ndarray | None = None,
+    theta0: np.ndarray | None = None,
     max_iter: int = 200,
     tol: float = 1e-9,
 ) -> PopulationFit:
@@ -337,6 +362,9 @@ def fit_population(
     likelihood : {"gaussian", "skewnormal"}
     weights : ndarray, shape (N,), optional
         0/1 (or positive) realisation weights; default all ones.
+    theta0 : ndarray, shape (P,), optional
+        Starting point (e.g. the fit of a larger group, for a jackknife
+        deletion); default a least-squares start.
     max_iter : int
         Maximum trust-region iterations.
     tol : float
@@ -374,7 +402,13 @@ def fit_population(
     def hess(phi: np.ndarray) -> np.ndarray:
         return np.asarray(_objective_hess(jnp.asarray(phi), *args))
 
-    phi0 = _start(maps, templates, w, model, likelihood)
+    if theta0 is None:
+        phi0 = _start(maps, templates, w, model, likelihood)
+    else:
+        phi0 = np.array(theta0, dtype=np.float64)
+        if phi0.shape != (lay.size,) or not phi0[lay.s] > 0:
+            raise PopulationError(f"theta0: need {lay.size} parameters with s > 0")
+        phi0[lay.s] = math.log(phi0[lay.s])
     res = optimize.minimize(
         fun, phi0, jac=jac, hess=hess, method="trust-exact",
         options={"maxiter": max_iter, "gtol": tol},
@@ -417,6 +451,21 @@ def fit_population(
     )
 
 
+def _jackknife_width(maps: np.ndarray, templates: np.ndarray, model: str, likelihood: str,
+                     weights: np.ndarray, members: np.ndarray, fit: PopulationFit,
+                     max_iter: int, tol: float) -> np.ndarray:
+    """Delete-one-realisation jackknife width of a group's shared ``(a, b)``."""
+    n = members.size
+    deleted = []
+    for i in members:
+        w = weights.copy()
+        w[i] = 0.0
+        deleted.append(fit_population(maps, templates, model, likelihood, weights=w,
+                                      theta0=fit.theta, max_iter=max_iter, tol=tol).coef)
+    x = np.asarray(deleted)
+    return np.sqrt((n - 1) / n * np.sum((x - x.mean(axis=0)) ** 2, axis=0))
+
+
 def population_convergence(
     maps: np.ndarray,
     templates: np.ndarray,
@@ -426,14 +475,20 @@ def population_convergence(
     *,
     max_iter: int = 200,
     tol: float = 1e-9,
+    jackknife: bool = True,
 ) -> PopulationConvergence:
-    """Joint fits on disjoint groups of N realisations and the ``1/sqrt(N)`` slope.
+    """Joint fits on disjoint groups of N realisations: scatter against width.
 
     For every N in ``n_values`` the first ``(N_max // N) * N`` realisations are
     split into consecutive disjoint groups of N, and each group is fitted with
-    :func:`fit_population`. The slope of ``log(width)`` on ``log(N)`` over all
-    groups (ordinary least squares, standard error from the residuals) tests
-    the ``1/sqrt(N)`` shrinkage of the population posterior (docs/science/tables.rst).
+    :func:`fit_population`. What the view tests is the scatter of the group
+    estimates against their width (:meth:`PopulationConvergence.honesty`):
+    the Laplace width assumes independent pixels; the delete-one-realisation
+    jackknife width (each group refitted N times without one of its
+    realisations, warm-started at the group's fit, factor ``(N - 1)/N``)
+    does not. The slope of ``log(width)`` on ``log(N)`` (ordinary least
+    squares, standard error from the residuals) is kept as a side note: it is
+    ``-1/2`` by construction for independent realisations (docs/science/tables.rst).
 
     Parameters
     ----------
@@ -443,6 +498,8 @@ def population_convergence(
         Group sizes, each between 1 and N_max; at least two distinct values.
     model, likelihood, max_iter, tol
         As for :func:`fit_population`.
+    jackknife : bool
+        Compute the jackknife widths (N extra fits per group of N >= 2).
 
     Returns
     -------
@@ -459,27 +516,37 @@ def population_convergence(
         )
     K = templates.shape[-2]
     labels = _labels(model, K)
-    group_n, est, wid, conv = [], [], [], []
+    group_n, est, wid, jk, conv = [], [], [], [], []
     for n in ns:
         for g in range(n_max // n):
+            members = np.arange(g * n, (g + 1) * n)
             w = np.zeros(n_max)
-            w[g * n:(g + 1) * n] = 1.0
+            w[members] = 1.0
             fit = fit_population(maps, templates, model, likelihood, weights=w,
                                  max_iter=max_iter, tol=tol)
             group_n.append(n)
             est.append(fit.coef)
             wid.append(fit.coef_err)
             conv.append(fit.converged)
+            jk.append(_jackknife_width(maps, templates, model, likelihood, w, members, fit,
+                                       max_iter, tol) if jackknife and n >= 2 and fit.converged
+                      else np.full(len(labels), np.nan))
     group_n_arr = np.asarray(group_n)
     est_arr, wid_arr, conv_arr = np.asarray(est), np.asarray(wid), np.asarray(conv)
+    jk_arr = np.asarray(jk)
     mean_w = np.full((ns.size, len(labels)), np.nan)
+    mean_jk = np.full((ns.size, len(labels)), np.nan)
     scatter = np.full((ns.size, len(labels)), np.nan)
+    scatter_err = np.full(ns.size, np.nan)
     for j, n in enumerate(ns):
         sel = (group_n_arr == n) & conv_arr
         if sel.any():
             mean_w[j] = wid_arr[sel].mean(axis=0)
+            if np.all(np.isfinite(jk_arr[sel])):
+                mean_jk[j] = jk_arr[sel].mean(axis=0)
         if sel.sum() >= 2:
             scatter[j] = est_arr[sel].std(axis=0, ddof=1)
+            scatter_err[j] = 1.0 / math.sqrt(2.0 * (sel.sum() - 1))
     ok = conv_arr & np.all(np.isfinite(wid_arr), axis=1)
     if len(np.unique(group_n_arr[ok])) < 2:
         raise PopulationError("fits: fewer than two group sizes converged; cannot fit a slope")
@@ -495,8 +562,11 @@ def population_convergence(
         estimates=est_arr,
         widths=wid_arr,
         converged=conv_arr,
+        jackknife_widths=jk_arr,
         mean_width=mean_w,
+        mean_jackknife_width=mean_jk,
         scatter=scatter,
+        scatter_rel_err=scatter_err,
         slope=float(reg.slope),
         slope_err=float(reg.stderr),
         parameter_slopes=par_slopes,

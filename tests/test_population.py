@@ -97,3 +97,32 @@ def test_bad_inputs_raise_one_clear_error(synthetic):
         fit_population(maps, templates, weights=np.zeros(NMAX))
     with pytest.raises(PopulationError, match="n_values"):
         population_convergence(maps, templates, (4,))
+
+
+def test_jackknife_width_matches_laplace_for_independent_pixels(convergence):
+    """White pixels: the delete-one-realisation jackknife and Laplace widths agree.
+
+    A jackknife width of a group of N scatters by about 1/sqrt(2 (N - 1)) of
+    itself, so the mean ratio over the groups of N >= 4 and the parameters is
+    tested against its own standard error.
+    """
+    c = convergence
+    assert np.all(np.isnan(c.jackknife_widths[c.group_n == 1]))
+    sel = c.group_n >= 4
+    r = (c.jackknife_widths[sel] / c.widths[sel]).ravel()
+    se = r.std(ddof=1) / np.sqrt(r.size)
+    assert abs(r.mean() - 1.0) < 3.0 * se, (r.mean(), se)
+    assert se < 0.1  # the check has power
+
+
+def test_group_scatter_matches_width_for_independent_pixels(convergence):
+    """The informative population check: scatter over groups / width, at N = 1 and 2."""
+    c = convergence
+    for j in (0, 1):  # N = 1 (16 groups), N = 2 (8 groups)
+        ratio = c.honesty("laplace")[j]
+        # mean over the P_ab parameters; each ratio scatters by scatter_rel_err
+        se = c.scatter_rel_err[j] / np.sqrt(ratio.size)
+        assert abs(ratio.mean() - 1.0) < 3.0 * se + 0.05, (c.n_values[j], ratio, se)
+    assert np.isfinite(c.honesty("jackknife")[1:-1]).all()
+    with pytest.raises(PopulationError, match="kind"):
+        c.honesty("bootstrap")

@@ -22,7 +22,7 @@ from jax import Array, lax
 from hpcsys.core.likelihood import log_ndtr, param_layout, skewnormal_location
 from hpcsys.core.models import MODELS
 
-__all__ = ["loglike_derivatives"]
+__all__ = ["loglike_derivatives", "region_derivatives"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -134,6 +134,7 @@ def loglike_derivatives(
     model: str,
     likelihood: str,
     chunk: int = CHUNK,
+    weight: Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """Exact ``lnL``, gradient and Hessian at one parameter vector (Berlfein+24 Eqs. 17-18).
 
@@ -149,6 +150,9 @@ def loglike_derivatives(
         Pixels per chunk; maps larger than this are summed chunk by chunk
         (``lax.fori_loop`` over slices, then the remainder): bounded memory,
         cache-sized intermediates, the same result to rounding.
+    weight : array, shape (Npix,), optional
+        Per-pixel weights of the sum (default ones), e.g. 0/1 to leave out a
+        region (:func:`hpcsys.measure.jackknife.mle_deletions`).
 
     Returns
     -------
@@ -158,15 +162,16 @@ def loglike_derivatives(
     """
     npix = delta.shape[0]
     n_full = npix // chunk
+    w = jnp.ones_like(delta) if weight is None else jnp.asarray(weight, dtype=delta.dtype)
     if n_full <= 1:
-        return _chunk_sums(theta, delta, templates, jnp.ones_like(delta), model, likelihood)
-    ones = jnp.ones(chunk, dtype=delta.dtype)
+        return _chunk_sums(theta, delta, templates, w, model, likelihood)
 
     def body(i, carry):
         start = i * chunk
         dc = lax.dynamic_slice_in_dim(delta, start, chunk)
         tc = lax.dynamic_slice_in_dim(templates, start, chunk, axis=1)
-        val, grad, hess = _chunk_sums(theta, dc, tc, ones, model, likelihood)
+        wc = lax.dynamic_slice_in_dim(w, start, chunk)
+        val, grad, hess = _chunk_sums(theta, dc, tc, wc, model, likelihood)
         return carry[0] + val, carry[1] + grad, carry[2] + hess
 
     P = theta.shape[0]
@@ -174,7 +179,46 @@ def loglike_derivatives(
     val, grad, hess = lax.fori_loop(0, n_full, body, init)
     tail = n_full * chunk
     if tail < npix:
-        v2, g2, h2 = _chunk_sums(theta, delta[tail:], templates[:, tail:],
-                                 jnp.ones(npix - tail, dtype=delta.dtype), model, likelihood)
+        v2, g2, h2 = _chunk_sums(theta, delta[tail:], templates[:, tail:], w[tail:], model,
+                                 likelihood)
         val, grad, hess = val + v2, grad + g2, hess + h2
     return val, grad, hess
+
+
+@partial(jax.jit, static_argnames=("model", "likelihood"))
+def region_derivatives(
+    theta: Array,
+    delta: Array,
+    templates: Array,
+    weight: Array,
+    model: str,
+    likelihood: str,
+) -> tuple[Array, Array, Array]:
+    """``lnL``, gradient and Hessian of each of R pixel regions, in one pass.
+
+    The pixels are laid out region by region, each region padded to a common
+    length with zero weight, so the per-region sums cost one pass over the map
+    (used by the delete-one-region jackknife, :mod:`hpcsys.measure.jackknife`).
+
+    Parameters
+    ----------
+    theta : array, shape (P,)
+    delta : array, shape (R, n)
+        Pixel values of each region (padding arbitrary but finite, e.g. 0).
+    templates : array, shape (K, R, n)
+    weight : array, shape (R, n)
+        1 for a pixel of the region, 0 for padding.
+    model, likelihood : str
+
+    Returns
+    -------
+    value : array, shape (R,)
+    grad : array, shape (R, P)
+    hess : array, shape (R, P, P)
+        Summing over the regions gives :func:`loglike_derivatives` of the
+        whole map (to rounding).
+    """
+    def one(d, t, w):
+        return _chunk_sums(theta, d, t, w, model, likelihood)
+
+    return jax.vmap(one, in_axes=(0, 1, 0))(delta, templates, weight)
