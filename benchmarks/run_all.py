@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
                        "--json", str(HERE.parent / "runs" / "bench" / "quick_task.json")]),
     "calibrate.py": ([str(HERE.parent / "runs" / "bench" / "paper_task.json")],
                      [str(HERE.parent / "runs" / "bench" / "quick_task.json")]),
+    "bench_jackknife.py": ([], ["--config", str(HERE.parent / "configs" / "quick.yaml")]),
     "bench_parallel.py": ([], []),
     "bench_gpu.py": ([], ["--config", str(HERE.parent / "configs" / "quick.yaml")]),
 }

@@ -109,6 +109,8 @@ class DiagnosticsArrays:
     hit_pole: np.ndarray
     wall_time: np.ndarray
     message: np.ndarray
+    penalty: np.ndarray
+    l1_ratio: np.ndarray
 
 
 @dataclass(frozen=True)

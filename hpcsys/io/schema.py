@@ -56,6 +56,7 @@ Groups and datasets
     ``cov`` (index, parameter, parameter2), ``sigma`` (index) and the group
     ``diagnostics/``: ``converged``, ``n_iterations``, ``acceptance_fraction``,
     ``autocorr_time``, ``effective_samples``, ``hit_pole``, ``wall_time``,
+    ``penalty`` and ``l1_ratio`` (ElasticNet's cross-validated choice),
     ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
     per-task files.
 
@@ -133,7 +134,7 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
     "methods/*/sigma": (_R,),
     **{f"methods/*/diagnostics/{k}": (_R,) for k in
        ("converged", "n_iterations", "acceptance_fraction", "autocorr_time",
-        "effective_samples", "hit_pole", "wall_time", "message")},
+        "effective_samples", "hit_pole", "wall_time", "message", "penalty", "l1_ratio")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood") for k in
        ("loglike", "converged", "hit_pole", "s", "g")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood", "template") for k in

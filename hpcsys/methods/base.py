@@ -62,6 +62,8 @@ class MethodDiagnostics:
     hit_pole: bool = False  # a fit or sampler ran into 1 + b.t_p = 0
     wall_time: float = float("nan")  # seconds
     message: str = ""
+    penalty: float = float("nan")  # ElasticNet: the cross-validated penalty alpha
+    l1_ratio: float = float("nan")  # ElasticNet: the cross-validated l1_ratio
 
 
 @dataclass(frozen=True)

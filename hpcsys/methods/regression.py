@@ -170,6 +170,8 @@ def run_elasticnet(data: MapData, settings: MethodsSection, seed: np.random.Seed
         converged=converged,
         n_iterations=int(model.n_iter_),
         wall_time=time.perf_counter() - t0,
+        penalty=float(model.alpha_),
+        l1_ratio=float(model.l1_ratio_),
         message=(
             f"alpha={model.alpha_:.4g} l1_ratio={model.l1_ratio_:.3g} "
             f"folds={settings.elasticnet_folds} patches={n_groups}"
