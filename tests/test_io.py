@@ -111,6 +111,16 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
             np.testing.assert_array_equal(sc.lrt.statistic,
                                           np.stack([r.lrt.statistic for r in rs]))
             np.testing.assert_array_equal(sc.mle.a, np.stack([r.mle.a for r in rs]))
+            # the honest errors and Wald tests (schema 3) round-trip under their names
+            for grp, fld in (("mle", "cov"), ("mle", "a_err_indep"), ("mle", "b_err_indep"),
+                             ("lrt", "wald_statistic"), ("lrt", "wald_pvalue"),
+                             ("lrt", "wald_dof")):
+                np.testing.assert_array_equal(getattr(getattr(sc, grp), fld), np.stack(
+                    [getattr(getattr(r, grp), fld) for r in rs]), err_msg=f"{grp}/{fld}")
+            ols = METHODS.index("OLS")
+            for fld in ("a_err_indep", "b_err_indep", "cov_indep"):
+                np.testing.assert_array_equal(getattr(sc.methods["OLS"], fld), np.stack(
+                    [getattr(r.methods[ols], fld) for r in rs]), err_msg=fld)
             np.testing.assert_array_equal(sc.timings.stage_seconds,
                                           np.stack([r.timings.stage_seconds for r in rs]))
             for m, mname in enumerate(METHODS):
@@ -134,6 +144,13 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
             "/scenarios/null/index", "/fit_model", "/likelihood", "/template"]
         assert scales("scenarios/null/methods/OLS/cov") == [
             "/scenarios/null/index", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/methods/OLS/cov_indep") == [
+            "/scenarios/null/index", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/mle/cov") == [
+            "/scenarios/null/index", "/fit_model", "/likelihood", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/lrt/wald_pvalue") == [
+            "/scenarios/null/index", "/lrt_pair", "/likelihood"]
+        assert scales("scenarios/null/lrt/wald_dof") == ["/scenarios/null/index", "/lrt_pair"]
         assert "dims" not in f["scenarios/null/w_corrected"].attrs
         assert "weights" not in f["scenarios/null/methods/OLS"]
         assert "corrected" not in f["scenarios/null/methods/OLS"]
