@@ -4,7 +4,8 @@ Each benchmark is its own script with its own options; this runner calls them
 with their defaults, one after the other, so they do not compete for the cores.
 Timings belong here, never in the test-suite. ``bench_task.py`` times one paper-size
 task per stage (wall and CPU time) and ``calibrate.py`` turns it into the cost
-constants of ``hpcsys check`` (printed, to paste into ``hpcsys/parallel/estimate.py``). Expect tens of minutes on two
+constants of ``hpcsys check`` (printed, to paste into ``hpcsys/parallel/estimate.py``);
+``bench_sandwich.py`` the CPU seconds of all honest (sandwich) covariances of one task. Expect tens of minutes on two
 cores (the NSIDE 512 template cross-correlations in bench_sims dominate; pass
 ``--quick`` to skip them and the 300k-pixel cases).
 """
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "calibrate.py": ([str(HERE.parent / "runs" / "bench" / "paper_task.json")],
                      [str(HERE.parent / "runs" / "bench" / "quick_task.json")]),
     "bench_jackknife.py": ([], ["--config", str(HERE.parent / "configs" / "quick.yaml")]),
+    "bench_sandwich.py": ([], ["--nside", "128", "--lmax", "128", "256"]),
     "bench_parallel.py": ([], []),
     "bench_gpu.py": ([], ["--config", str(HERE.parent / "configs" / "quick.yaml")]),
 }

@@ -24,6 +24,7 @@ been set (:func:`hpcsys.parallel.configure_rank`), and switched to the run's
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -229,12 +230,21 @@ def _register_fit(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 
     p = subparsers.add_parser(
         "fit",
-        help="run the methods, MLE fits and LRTs on your own HEALPix maps",
+        help="run the methods, MLE fits, Wald tests and LRTs on your own HEALPix maps",
         description=(
             "Fit additive/multiplicative systematics templates to a HEALPix overdensity map "
             "(or a counts map with --counts and --mask) with the six methods of Berlfein+24, "
             "maximum-likelihood fits of every model and likelihood-ratio tests. Maps are FITS "
-            "files as written by healpy.write_map (RING or NESTED; NESTED is reordered)."
+            "files as written by healpy.write_map (RING or NESTED; NESTED is reordered). "
+            "Printed errors: '±' is the honest error (for OLS and the MLE fits the harmonic "
+            "sandwich covariance, with the residual spectra measured on your map, valid on a "
+            "spatially correlated sky; band methods.sandwich_lmax), '[...]' the error that "
+            "assumes independent pixels (inverse Hessian / s^2 (T T^T)^-1). Tests: 'p' is the "
+            "Wald p-value of the alternative's extra coefficients with the sandwich covariance "
+            "(the honest one), 'p_wilks' the Wilks chi-square p-value of the likelihood ratio "
+            "lambda (assumes independent pixels: far too small on maps with large-scale "
+            "structure). The output file stores both under their own names (a_err / "
+            "a_err_indep, pvalue / pvalue_indep)."
         ),
     )
     p.add_argument("map", metavar="MAP", help="overdensity (or counts) HEALPix FITS map")
@@ -402,29 +412,48 @@ def convergence_warnings(result: FitResult) -> list[str]:
 
 
 def format_fit_summary(result: FitResult) -> str:
-    """A short plain-text report of a :class:`FitResult`."""
+    """A short plain-text report of a :class:`FitResult`.
+
+    Coefficients with their honest errors (``a_err``: the harmonic sandwich for
+    OLS and the MLE fits, each method's own otherwise) and, where a method has
+    them, the independent-pixel errors in brackets; then the tests of every
+    nested pair: the Wald p-value with the sandwich covariance (``p``, the
+    honest one) beside the likelihood ratio lambda and its Wilks p-value
+    (``p_wilks``, assumes independent pixels).
+    """
     m = result.map
     lines = [
         f"NSIDE {m.nside}: {m.n_pixels} footprint pixels, K = {len(m.template_names)} templates"
         + (f" ({len(m.dropped)} dropped: {', '.join(m.dropped)})" if m.dropped else ""),
         "",
-        f"{'method':<11}{'model':<16}{'template':<18}{'a':>22}{'b':>22}",
+        "errors: ± honest (sandwich for OLS and the MLE fits, on a correlated sky); "
+        "[independent pixels]",
+        f"{'method':<22}{'model':<16}{'template':<18}{'a':>34}{'b':>34}",
     ]
-    for r in result.methods:
-        for k, name in enumerate(m.template_names):
-            a = f"{r.a[k]:+.4g} ± {r.a_err[k]:.2g}"
-            b = f"{r.b[k]:+.4g} ± {r.b_err[k]:.2g}"
-            lines.append(f"{r.name if k == 0 else '':<11}{r.model if k == 0 else '':<16}"
-                         f"{name[:17]:<18}{a:>22}{b:>22}")
+
+    def cell(v: float, e: float, ei: float) -> str:
+        return f"{v:+.4g} ± {e:.2g}" + (f" [{ei:.2g}]" if math.isfinite(float(ei)) else "")
+
+    rows = [(r.name, r.model, r.a, r.b, r.a_err, r.b_err, r.a_err_indep, r.b_err_indep)
+            for r in result.methods]
+    rows += [(f"MLE {f.likelihood[:5]}", f.model, f.a, f.b, f.a_err, f.b_err,
+              f.a_err_indep, f.b_err_indep) for f in result.mle if f.model != "null"]
+    for name, model, a, b, ae, be, aei, bei in rows:
+        for k, tname in enumerate(m.template_names):
+            lines.append(f"{name if k == 0 else '':<22}{model if k == 0 else '':<16}"
+                         f"{tname[:17]:<18}{cell(a[k], ae[k], aei[k]):>34}"
+                         f"{cell(b[k], be[k], bei[k]):>34}")
     t = result.lrt
-    lines += ["", "likelihood-ratio tests (Berlfein+24 Eq. 19; Wilks p-values assume "
-              "independent pixels)",
-              f"{'null':<16}{'alternative':<16}{'likelihood':<12}{'dof':>4}{'lambda':>12}"
-              f"{'p':>11}"]
+    lines += ["", "tests of the nested models: Wald with the sandwich covariance (p, honest); "
+              "likelihood ratio lambda (Berlfein+24 Eq. 19) with its Wilks p-value "
+              "(p_wilks, assumes independent pixels)",
+              f"{'null':<16}{'alternative':<16}{'likelihood':<12}{'dof':>4}{'W':>12}"
+              f"{'p':>11}{'lambda':>12}{'p_wilks':>11}"]
     for i in range(len(t.null_model)):
         flag = "" if t.converged[i] else "  (fit not converged)"
         lines.append(f"{t.null_model[i]:<16}{t.alt_model[i]:<16}{t.likelihood[i]:<12}"
-                     f"{t.dof[i]:>4}{t.statistic[i]:>12.4g}{t.pvalue[i]:>11.3g}{flag}")
+                     f"{t.wald_dof[i]:>4}{t.wald_statistic[i]:>12.4g}{t.pvalue[i]:>11.3g}"
+                     f"{t.statistic[i]:>12.7g}{t.pvalue_indep[i]:>11.3g}{flag}")
     return "\n".join(lines)
 
 

@@ -45,7 +45,15 @@ Per realisation (docs/science/tables.rst):
   the original template basis; the maxima, and so the LRTs, do not depend on
   the basis) and the likelihood-ratio tests of
   :data:`hpcsys.core.models.LRT_PAIRS` (Berlfein+24 Eq. 19), both by
-  :func:`hpcsys.core.comparison.compare_models`.
+  :func:`hpcsys.core.comparison.compare_models`;
+* the honest errors: the harmonic sandwich covariance
+  (:mod:`hpcsys.measure.sandwich`) of OLS and of every MLE fit, and for every
+  LRT pair the Wald test of the alternative's extra coefficients with that
+  covariance. The footprint's harmonic geometry and the transform of the
+  fixed templates (:class:`hpcsys.measure.honest.SandwichSetup`) are built
+  once per run in :func:`prepare_run`; a task transforms only its residual
+  fields and, for models with ``b``, the modulated designs ``t_k/(1 + b.t)``.
+  The exact band is ``methods.sandwich_lmax`` (white above it).
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from hpcsys.config import METHOD_NAMES, REMEASURED_METHODS, SCENARIOS, Config, C
 from hpcsys.core.comparison import LRTMatrix, MLEGrid, compare_models
 from hpcsys.core.correction import correct_w, correct_w_diag, debias
 from hpcsys.core.pca import pca_rotation
+from hpcsys.measure.honest import SandwichSetup, designs_for, mle_covariances, sandwich_setup
 from hpcsys.measure.twopoint import PixelCorrelator, angular_bins, rotate_xi
 from hpcsys.methods import MapData, run_method
 from hpcsys.methods.base import MethodResult
@@ -79,6 +88,7 @@ __all__ = [
     "RunContext",
     "TaskTimings",
     "TemplateSet",
+    "attach_fixed_templates",
     "make_mock",
     "prepare_run",
     "run_realisation",
@@ -135,9 +145,11 @@ class RealisationResult:
     w_remeasured : ndarray, shape (M, B)
         w(theta) of each method's corrected map.
     mle : MLEGrid
-        Maximum-likelihood fits, (F, L) and (F, L, K) arrays.
+        Maximum-likelihood fits, (F, L) and (F, L, K) arrays; honest
+        (sandwich) errors and covariances, and the independent-pixel errors.
     lrt : LRTMatrix
-        Eq. 19 statistic, its Wilks chi-square p-value (Q, L) and dof (Q,).
+        Eq. 19 statistic, its Wilks chi-square p-value (Q, L) and dof (Q,);
+        the Wald test with the honest covariance (Q, L) and its dof (Q,).
     timings : TaskTimings
     """
 
@@ -208,6 +220,9 @@ class RunContext:
         The run's templates (``None`` when ``templates.redraw``).
     prepare_seconds : float
         Wall time of :func:`prepare_run`.
+    sandwich : SandwichSetup or None
+        Harmonic geometry (band ``methods.sandwich_lmax``) and the transform of
+        the fixed templates for the honest covariances; built per task when None.
     """
 
     config: Config
@@ -221,6 +236,7 @@ class RunContext:
     correlator: PixelCorrelator
     fixed: TemplateSet | None
     prepare_seconds: float
+    sandwich: SandwichSetup | None = None
 
     @property
     def theta_arcmin(self) -> np.ndarray:
@@ -288,7 +304,24 @@ def prepare_run(config: Config, *, mapper: Callable = map) -> RunContext:
     fixed = None
     if not config.templates.redraw:
         fixed = _template_set(ctx, seeds.rng(config.run.master_seed, "templates"), mapper)
-    return dataclasses.replace(ctx, fixed=fixed, prepare_seconds=time.perf_counter() - t0)
+    setup = sandwich_setup(footprint.pixels, sky.nside, config.methods.sandwich_lmax,
+                           None if fixed is None else fixed.templates)
+    return dataclasses.replace(ctx, fixed=fixed, sandwich=setup,
+                               prepare_seconds=time.perf_counter() - t0)
+
+
+def attach_fixed_templates(ctx: RunContext, fixed: TemplateSet) -> RunContext:
+    """``ctx`` with the fixed templates ``fixed`` (e.g. from a cache) and their sandwich transform."""
+    setup = _task_sandwich(ctx, fixed)
+    return dataclasses.replace(ctx, fixed=fixed, sandwich=setup)
+
+
+def _task_sandwich(ctx: RunContext, tset: TemplateSet) -> SandwichSetup:
+    """The sandwich setup for templates ``tset``: the run's, or one with their transform."""
+    cfg = ctx.config
+    setup = ctx.sandwich or sandwich_setup(ctx.footprint.pixels, cfg.sky.nside,
+                                           cfg.methods.sandwich_lmax)
+    return SandwichSetup(setup.geometry, designs_for(setup, tset.templates))
 
 
 # --------------------------------------------------------------------------- one realisation
@@ -350,11 +383,11 @@ def _peak_memory_mb() -> float:
 
 
 def _run_methods(ctx: RunContext, scenario: str, index: int, mock: Mock,
-                 tset: TemplateSet) -> tuple[MethodResult, ...]:
+                 tset: TemplateSet, setup: SandwichSetup) -> tuple[MethodResult, ...]:
     """Every configured method on the observed map (stream ``method``)."""
     cfg = ctx.config
     data = MapData(delta=mock.delta_obs, templates=tset.templates, pixels=ctx.footprint.pixels,
-                   nside=cfg.sky.nside, names=ctx.template_names)
+                   nside=cfg.sky.nside, names=ctx.template_names, sandwich=setup)
     s_idx = SCENARIOS.index(scenario)
     return tuple(
         run_method(name, data, cfg.methods,
@@ -386,7 +419,8 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
 
     The stages (timed in :class:`TaskTimings`, names :data:`STAGES`): the mock
     (:func:`make_mock`), the methods, the model comparison
-    (:func:`hpcsys.core.comparison.compare_models`) and w(theta).
+    (:func:`hpcsys.core.comparison.compare_models`, with the sandwich
+    covariances and Wald tests) and w(theta).
 
     Parameters
     ----------
@@ -414,12 +448,15 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     seconds["mock"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    methods = _run_methods(ctx, scenario, index, mock, tset)
+    setup = _task_sandwich(ctx, tset)
+    methods = _run_methods(ctx, scenario, index, mock, tset, setup)
     seconds["methods"] = time.perf_counter() - t
 
     t = time.perf_counter()
     comparison = compare_models(mock.delta_obs, tset.templates, cfg.methods.likelihoods,
-                                max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol)
+                                max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol,
+                                covariance=mle_covariances(setup, mock.delta_obs,
+                                                           tset.templates))
     seconds["mle"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -11,13 +11,16 @@ Inputs are the per-scenario arrays of an aggregated results file
   (``p = (1 + #{lambda_null >= lambda}) / (1 + M)``, leave-one-out for the null
   scenario itself), the calibrated alternative of docs/correlated_pixels.rst. With M
   null realisations no p-value is below 1/(M + 1): the calibrated test can only
-  reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
+  reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05). Beside
+  Wilks, the Wald test with the honest (harmonic sandwich) covariance, which
+  needs no mocks.
 * Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
   (Berlfein+24 Eqs. 25-26) with the mock-to-mock covariance of ``w_true``
   (Hartlap-corrected inverse): errors from the mock ensemble, not the likelihood.
 * Recovery (:func:`recovery_table`): bias in units of the mock-to-mock
-  scatter / sqrt(N), the likelihood errors next to that scatter, pulls and
-  68 % / 95 % coverage of the likelihood errors.
+  scatter / sqrt(N), the methods' errors next to that scatter, pulls and
+  68 % / 95 % coverage of the methods' errors (honest, sandwich, for OLS)
+  and of the independent-pixel errors (``*_indep``).
 
 The statistics come from :mod:`hpcsys.core.stats` (pure JAX), evaluated here
 in float64 whatever the run's precision.
@@ -77,6 +80,7 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
     scen = tuple(data)
     S, Q, L = len(scen), len(lrt_pairs), len(likelihoods)
     frac_wilks, err_wilks, frac_cal, err_cal = (np.full((S, Q, L), np.nan) for _ in range(4))
+    frac_wald, err_wald = np.full((S, Q, L), np.nan), np.full((S, Q, L), np.nan)
     crit = np.full((Q, L), np.nan)
     null = data.get(null_scenario)
     with jax.enable_x64(True):
@@ -98,6 +102,11 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
                     k = int(np.sum(pval[ok, q, li] < alpha))
                     f, e = binomial_fraction(k, n)
                     frac_wilks[s, q, li], err_wilks[s, q, li] = float(f), float(e)
+                    wp = data[name].lrt.wald_pvalue[:, q, li]
+                    nw = int(np.isfinite(wp).sum())
+                    if nw:
+                        f, e = binomial_fraction(int(np.sum(wp[np.isfinite(wp)] < alpha)), nw)
+                        frac_wald[s, q, li], err_wald[s, q, li] = float(f), float(e)
                     if null is not None:
                         lam0 = null.lrt.statistic[:, q, li]
                         x = lam[ok, q, li]
@@ -114,7 +123,8 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
         alpha=float(alpha), null_scenario=null_scenario if null is not None else "",
         critical_lambda=crit, fraction_wilks=frac_wilks, error_wilks=err_wilks,
-        fraction_calibrated=frac_cal, error_calibrated=err_cal)
+        fraction_calibrated=frac_cal, error_calibrated=err_cal,
+        fraction_wald=frac_wald, error_wald=err_wald)
 
 
 def _mean_err(x: np.ndarray) -> tuple[float, float]:
@@ -176,7 +186,7 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     S, M, P = len(scen), len(methods), 2 * K
     out = {k: np.full((S, M, P), np.nan) for k in (
         "bias", "scatter", "bias_over_error", "likelihood_error", "error_ratio", "pull_std",
-        "coverage68", "coverage95")}
+        "coverage68", "coverage95", "coverage68_indep", "coverage95_indep")}
     for s, name in enumerate(scen):
         d = data[name]
         N = d.n_realisations
@@ -185,12 +195,13 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
             has_a, has_b = MODELS.get(ma.model, (True, True))
             blocks = []
             if has_a:
-                blocks.append((0, ma.a, ma.a_err, d.a_true))
+                blocks.append((0, ma.a, ma.a_err, ma.a_err_indep, d.a_true))
             if has_b:
-                blocks.append((K, ma.b, ma.b_err, d.b_true))
-            for off, est, est_err, truth in blocks:
+                blocks.append((K, ma.b, ma.b_err, ma.b_err_indep, d.b_true))
+            for off, est, est_err, est_ind, truth in blocks:
                 for i in range(K):
                     x, e, t = _as_f64(est[:, i]), _as_f64(est_err[:, i]), _as_f64(truth[:, i])
+                    ei = _as_f64(est_ind[:, i])
                     diff = x - t
                     p = off + i
                     out["bias"][s, m, p] = diff.mean()
@@ -209,6 +220,11 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
                             out["pull_std"][s, m, p] = pulls.std(ddof=1)
                         out["coverage68"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
                         out["coverage95"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
+                    good = np.isfinite(ei) & (ei > 0)
+                    if good.any():
+                        pulls = diff[good] / ei[good]
+                        out["coverage68_indep"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
+                        out["coverage95_indep"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
     return RecoveryTable(
         scenarios=scen, methods=tuple(methods), parameters=params,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),

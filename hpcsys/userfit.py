@@ -33,11 +33,21 @@ Conventions
   draws from ``seed_sequence(seed, "method", 0, 0, m)``, the stream the
   pipeline gives method ``m`` of scenario 0, realisation 0, so a method's
   result does not depend on which other methods run.
-* The LRT p-values assume independent pixels (Wilks); on maps with
-  large-scale structure they are too small (docs/correlated_pixels.rst): treat them
-  as a screening statistic and calibrate with mocks.
+* Errors and tests: ``a_err``, ``b_err``, ``cov`` of OLS and of every MLE
+  fit, and ``pvalue`` of the test table, are the honest ones: the harmonic
+  sandwich covariance (:mod:`hpcsys.measure.sandwich`, spectra of the
+  residuals measured on the map itself, band ``methods.sandwich_lmax``) and
+  the Wald test of the alternative's extra coefficients with it. They hold on
+  a spatially correlated sky without mocks. The independent-pixel errors
+  (inverse Hessian, ``s^2 (T T^T)^-1``) are ``a_err_indep``, ``b_err_indep``,
+  ``cov_indep``, and the Wilks chi-square p-value of the likelihood ratio
+  ``lambda`` is ``pvalue_indep``: on maps with large-scale structure they are
+  too small (docs/correlated_pixels.rst). Other methods' errors are their own
+  (ElasticNet none; ISD and MCMC as documented in :mod:`hpcsys.methods`).
+* Everything is float64: ``lambda = 2 (lnL_alt - lnL_null)`` is the
+  difference of the stored float64 maxima.
 
-HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 2``)
+HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 3``)
 ------------------------------------------------------------------
 Written by :func:`hpcsys.io.fitfile.write_fit_result` with
 :func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
@@ -47,19 +57,23 @@ scalars and strings attributes, nested dataclasses groups):
   ``hpcsys_version``, ``seed``; dataset ``inputs`` (``role=path`` strings).
 * ``/methods/<i>/`` for each method run, in order: attributes ``name``,
   ``model``, ``sigma``; datasets ``a, b, a_err, b_err, a_mean, b_mean, a_std,
-  b_std`` (K), ``cov`` (2K, 2K), ``weights`` and ``corrected`` (footprint
+  b_std, a_err_indep, b_err_indep`` (K), ``cov``, ``cov_indep`` (2K, 2K),
+  ``weights`` and ``corrected`` (footprint
   pixels, order of ``/map/pixels``); group ``diagnostics`` (attributes
   ``converged, n_iterations, acceptance_fraction, autocorr_time,
   effective_samples, hit_pole, wall_time, message``).
 * ``/mle/<j>/`` for each (model, likelihood), models outer: the fields of
-  :class:`hpcsys.core.fit.MLEResult`: attributes ``model, likelihood, closed,
-  s, g, loglike, converged, n_iter, hit_pole, status, decrement``; datasets
-  ``theta`` (P), ``a, b, a_err, b_err`` (K), ``cov`` (P, P). (Version 1 held
-  ``message``, ``s_err`` and ``g_err`` instead of ``closed, status,
-  decrement``; they are properties of ``MLEResult`` now.)
+  :class:`MLEFit`: attributes ``model, likelihood, closed, s, g, loglike,
+  converged, n_iter, hit_pole, status, decrement``; datasets
+  ``theta`` (P), ``a, b, a_err, b_err, a_err_indep, b_err_indep`` (K),
+  ``cov`` (2K, 2K: the sandwich covariance of ``(a, b)``, ``nan`` blocks
+  where absent) and ``cov_indep`` (P, P: the inverse Hessian of ``theta``).
 * ``/lrt/``: one row per (pair, likelihood): ``null_model, alt_model,
-  likelihood`` (strings), ``dof``, ``statistic`` (lambda), ``pvalue``,
-  ``converged`` (both fits converged without hitting the pole).
+  likelihood`` (strings), ``dof``, ``statistic`` (lambda), ``pvalue_indep``
+  (its Wilks p-value), ``wald_dof``, ``wald_statistic``, ``pvalue`` (the Wald
+  p-value), ``converged`` (both fits converged without hitting the pole).
+  (Version 2 held the inverse-Hessian errors as ``a_err``, ``b_err``,
+  ``cov`` and the Wilks p-value as ``pvalue``.)
 * ``/map/``: ``nside, n_pixels, n_sky_pixels, counts, n_input_templates,
   n_outside_mask, n_bad_map, n_bad_mask, mean_count`` (attributes);
   ``pixels``, ``template_names``, ``template_mean``, ``template_std``,
@@ -98,12 +112,12 @@ from hpcsys.seeds import seed_sequence
 
 if TYPE_CHECKING:
     from hpcsys.core.comparison import ModelComparison
-    from hpcsys.core.fit import MLEResult
     from hpcsys.methods.base import MethodResult
 
 __all__ = [
     "FitResult",
     "LRTTable",
+    "MLEFit",
     "MapSummary",
     "fit_files",
     "fit_maps",
@@ -181,9 +195,17 @@ class LRTTable:
     dof : ndarray of int64
         Extra parameters of the alternative model.
     statistic : ndarray
-        ``lambda = 2 (lnL_alt - lnL_null)`` at the maxima.
+        ``lambda = 2 (lnL_alt - lnL_null)`` of the float64 maxima.
+    pvalue_indep : ndarray
+        Wilks chi-square survival probability of ``lambda`` with ``dof``
+        (assumes independent pixels).
+    wald_dof : ndarray of int64
+        Extra coefficients tested (``K`` or ``2K``).
+    wald_statistic : ndarray
+        ``W = theta_x^T C_x^-1 theta_x`` of the alternative's extra
+        coefficients with their sandwich covariance.
     pvalue : ndarray
-        Wilks chi-square survival probability of ``lambda`` with ``dof``.
+        The honest p-value: ``P(chi^2_{wald_dof} >= W)``.
     converged : ndarray of bool
         Both fits converged and neither ran into the pole ``1 + b.t_p = 0``.
     """
@@ -193,8 +215,60 @@ class LRTTable:
     likelihood: tuple[str, ...]
     dof: np.ndarray
     statistic: np.ndarray
+    pvalue_indep: np.ndarray
+    wald_dof: np.ndarray
+    wald_statistic: np.ndarray
     pvalue: np.ndarray
     converged: np.ndarray
+
+
+@dataclass(frozen=True)
+class MLEFit:
+    """One maximum-likelihood fit with its honest and independent-pixel errors.
+
+    The fields of :class:`hpcsys.core.fit.MLEResult` (``theta`` in the layout
+    of :func:`~hpcsys.core.likelihood.param_layout`), except that ``a_err``,
+    ``b_err`` and ``cov`` are the sandwich ones.
+
+    Attributes
+    ----------
+    a_err, b_err : ndarray, shape (K,)
+        Honest (harmonic sandwich) errors; ``nan`` where the model has no such term.
+    cov : ndarray, shape (2K, 2K)
+        Sandwich covariance of ``(a, b)``; ``nan`` blocks where absent.
+    a_err_indep, b_err_indep : ndarray, shape (K,)
+        Inverse-Hessian errors (independent pixels).
+    cov_indep : ndarray, shape (P, P)
+        Inverse of ``-d^2 lnL`` at the maximum, for all of ``theta``.
+    """
+
+    model: str
+    likelihood: str
+    closed: bool
+    theta: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    s: float
+    g: float
+    loglike: float
+    converged: bool
+    n_iter: int
+    hit_pole: bool
+    status: int
+    decrement: float
+    a_err: np.ndarray
+    b_err: np.ndarray
+    cov: np.ndarray
+    a_err_indep: np.ndarray
+    b_err_indep: np.ndarray
+    cov_indep: np.ndarray
+
+    @property
+    def message(self) -> str:
+        """Why the Newton iteration stopped (as :attr:`hpcsys.core.fit.MLEResult.message`)."""
+        from hpcsys.core.fit import MLEResult
+
+        return MLEResult.message.fget(self)
 
 
 @dataclass(frozen=True)
@@ -205,7 +279,7 @@ class FitResult:
     ----------
     methods : tuple of MethodResult
         One per method run, in ``settings.names`` order.
-    mle : tuple of MLEResult
+    mle : tuple of MLEFit
         One per (model, likelihood): models of :data:`~hpcsys.core.models.FIT_MODELS`
         outer, ``settings.likelihoods`` inner.
     lrt : LRTTable
@@ -220,7 +294,7 @@ class FitResult:
     """
 
     methods: tuple[MethodResult, ...]
-    mle: tuple[MLEResult, ...]
+    mle: tuple[MLEFit, ...]
     lrt: LRTTable
     map: MapSummary
     settings: MethodsSection
@@ -235,7 +309,7 @@ class FitResult:
                 return r
         raise KeyError(f"method {name!r} was not run; ran {', '.join(r.name for r in self.methods)}")
 
-    def mle_fit(self, model: str, likelihood: str) -> MLEResult:
+    def mle_fit(self, model: str, likelihood: str) -> MLEFit:
         """The maximum-likelihood fit of ``model`` under ``likelihood``."""
         for r in self.mle:
             if r.model == model and r.likelihood == likelihood:
@@ -247,18 +321,16 @@ class FitResult:
 
 
 def _bind_method_result() -> None:
-    """Import :class:`~hpcsys.methods.base.MethodResult` and :class:`~hpcsys.core.fit.MLEResult` on first use.
+    """Import :class:`~hpcsys.methods.base.MethodResult` on first use.
 
     :mod:`hpcsys.methods` imports JAX, and the ``hpcsys`` parser imports this
     module before the run's threads and devices are configured, so the import
     waits until a fit runs or a result is read; binding the name here lets
     ``typing.get_type_hints(FitResult)`` (used to read results back) resolve it.
     """
-    from hpcsys.core.fit import MLEResult
     from hpcsys.methods.base import MethodResult
 
     globals()["MethodResult"] = MethodResult
-    globals()["MLEResult"] = MLEResult
 
 
 def method_seed(seed: int, name: str) -> np.random.SeedSequence:
@@ -328,6 +400,7 @@ def fit_prepared(
     from hpcsys.core.comparison import compare_models
     from hpcsys.core.likelihood import n_params
     from hpcsys.core.models import FIT_MODELS
+    from hpcsys.measure.honest import mle_covariances, sandwich_setup
     from hpcsys.methods import MapData, run_method
 
     _bind_method_result()
@@ -346,19 +419,23 @@ def fit_prepared(
             f"footprint: {n} usable pixels, not more than the {p_max} parameters of the "
             f"{worst} with K = {K} templates"
         )
+    templates = np.asarray(prepared.templates, dtype=float)
+    setup = sandwich_setup(prepared.pixels, prepared.nside, settings.sandwich_lmax, templates)
     data = MapData(
         delta=prepared.delta,
-        templates=prepared.templates,
+        templates=templates,
         pixels=prepared.pixels,
         nside=prepared.nside,
         names=prepared.names,
+        sandwich=setup,
     )
     with jax.enable_x64(True):
         results = tuple(
             run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
         )
         comparison = compare_models(data.delta, data.templates, settings.likelihoods,
-                                    max_iter=settings.mle_max_iter, tol=settings.mle_tol)
+                                    max_iter=settings.mle_max_iter, tol=settings.mle_tol,
+                                    covariance=mle_covariances(setup, data.delta, templates))
     lrt = _lrt_table(comparison)
     names_in = (
         tuple(input_template_names)
@@ -387,7 +464,7 @@ def fit_prepared(
     )
     return FitResult(
         methods=results,
-        mle=comparison.fits,
+        mle=_mle_fits(comparison),
         lrt=lrt,
         map=summary,
         settings=settings,
@@ -397,18 +474,43 @@ def fit_prepared(
     )
 
 
+def _mle_fits(comparison: ModelComparison) -> tuple[MLEFit, ...]:
+    """The fits of :func:`~hpcsys.core.comparison.compare_models` with their honest errors."""
+    from hpcsys.core.models import FIT_MODELS
+
+    out = []
+    L = len(comparison.likelihoods)
+    for f, model in enumerate(FIT_MODELS):
+        for j, lik in enumerate(comparison.likelihoods):
+            r = comparison.fits[f * L + j]
+            g = comparison.mle
+            out.append(MLEFit(
+                model=model, likelihood=lik, closed=bool(r.closed),
+                theta=np.asarray(r.theta, dtype=np.float64),
+                a=np.asarray(r.a, dtype=np.float64), b=np.asarray(r.b, dtype=np.float64),
+                s=float(r.s), g=float(r.g), loglike=float(r.loglike),
+                converged=bool(r.converged), n_iter=int(r.n_iter), hit_pole=bool(r.hit_pole),
+                status=int(r.status), decrement=float(r.decrement),
+                a_err=g.a_err[f, j], b_err=g.b_err[f, j], cov=g.cov[f, j],
+                a_err_indep=np.asarray(r.a_err, dtype=np.float64),
+                b_err_indep=np.asarray(r.b_err, dtype=np.float64),
+                cov_indep=np.asarray(r.cov, dtype=np.float64)))
+    return tuple(out)
+
+
 def _lrt_table(comparison: ModelComparison) -> LRTTable:
-    """The LRT matrix of :func:`~hpcsys.core.comparison.compare_models` as one row per test."""
+    """The LRT and Wald matrices of :func:`~hpcsys.core.comparison.compare_models`, one row per test."""
     from hpcsys.core.models import LRT_PAIRS
 
     rows = []
+    t = comparison.lrt
     for q, (null, alt) in enumerate(LRT_PAIRS):
         for j, lik in enumerate(comparison.likelihoods):
             f0, f1 = comparison.fit(null, lik), comparison.fit(alt, lik)
             ok = f0.converged and f1.converged and not (f0.hit_pole or f1.hit_pole)
-            rows.append((null, alt, lik, int(comparison.lrt.dof[q]),
-                         float(comparison.lrt.statistic[q, j]), float(comparison.lrt.pvalue[q, j]),
-                         ok))
+            rows.append((null, alt, lik, int(t.dof[q]), float(t.statistic[q, j]),
+                         float(t.pvalue[q, j]), int(t.wald_dof[q]),
+                         float(t.wald_statistic[q, j]), float(t.wald_pvalue[q, j]), ok))
     cols = list(zip(*rows))
     return LRTTable(
         null_model=tuple(cols[0]),
@@ -416,8 +518,11 @@ def _lrt_table(comparison: ModelComparison) -> LRTTable:
         likelihood=tuple(cols[2]),
         dof=np.asarray(cols[3], dtype=np.int64),
         statistic=np.asarray(cols[4], dtype=np.float64),
-        pvalue=np.asarray(cols[5], dtype=np.float64),
-        converged=np.asarray(cols[6], dtype=bool),
+        pvalue_indep=np.asarray(cols[5], dtype=np.float64),
+        wald_dof=np.asarray(cols[6], dtype=np.int64),
+        wald_statistic=np.asarray(cols[7], dtype=np.float64),
+        pvalue=np.asarray(cols[8], dtype=np.float64),
+        converged=np.asarray(cols[9], dtype=bool),
     )
 
 

@@ -50,6 +50,8 @@ def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult
                 acceptance_fraction=float(rng.random()), hit_pole=False,
                 wall_time=float(rng.random()), message=f"msg {index}"),
             a_mean=rng.normal(size=K) if name.startswith("MCMC") else np.empty(0),
+            a_err_indep=rng.random(K) if name == "OLS" else np.empty(0),
+            cov_indep=rng.normal(size=(2 * K, 2 * K)) if name == "OLS" else np.empty(0),
         )
         for m, name in enumerate(METHODS)
     )
@@ -66,9 +68,13 @@ def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult
             hit_pole=np.zeros((F, L), bool),
             a=rng.normal(size=(F, L, K)), b=rng.normal(size=(F, L, K)),
             a_err=rng.random((F, L, K)), b_err=rng.random((F, L, K)),
-            s=rng.random((F, L)), g=rng.normal(size=(F, L))),
+            s=rng.random((F, L)), g=rng.normal(size=(F, L)),
+            cov=rng.normal(size=(F, L, 2 * K, 2 * K)),
+            a_err_indep=rng.random((F, L, K)), b_err_indep=rng.random((F, L, K))),
         lrt=LRTMatrix(statistic=rng.chisquare(3, size=(Q, L)), pvalue=rng.random((Q, L)),
-                      dof=rng.integers(1, 7, size=Q)),
+                      dof=rng.integers(1, 7, size=Q),
+                      wald_statistic=rng.chisquare(3, size=(Q, L)),
+                      wald_pvalue=rng.random((Q, L)), wald_dof=rng.integers(1, 7, size=Q)),
         timings=TaskTimings(stage_seconds=rng.random(len(STAGES)),
                             peak_memory_mb=float(rng.random() * 100)),
     )

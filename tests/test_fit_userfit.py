@@ -17,6 +17,7 @@ import h5py
 import healpy as hp
 import numpy as np
 import pytest
+from scipy import stats
 
 from hpcsys.cli import convergence_warnings, main
 from hpcsys.config import METHOD_NAMES, WEIGHT_MAP_METHODS, Config, ConfigError
@@ -127,13 +128,17 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
     assert res.seed == 3 and res.settings.mcmc_walkers == 16
     assert res.inputs[0] == f"map={files / 'delta.fits'}"
     with h5py.File(out / "fit.h5", "r") as f:
-        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 2
+        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 3
         assert f.attrs["hpcsys_version"] and f.attrs["seed"] == 3
         assert f["methods/0"].attrs["name"] == "OLS"
         assert f["methods/5/diagnostics"].attrs["converged"] in (True, False)
         assert f["mle/0"].attrs["model"] == "null"
         assert {"closed", "status", "decrement", "loglike"} <= set(f["mle/0"].attrs)
         assert f["lrt/statistic"].shape == (len(LRT_PAIRS),)
+        # honest errors and the Wald p-value under the default names, the others beside
+        assert {"a_err", "a_err_indep", "cov", "cov_indep"} <= set(f["mle/3"])
+        assert {"a_err", "a_err_indep", "cov", "cov_indep"} <= set(f["methods/0"])
+        assert {"pvalue", "pvalue_indep", "wald_statistic", "wald_dof"} <= set(f["lrt"])
         np.testing.assert_array_equal(f["map/pixels"][()], np.flatnonzero(sky[2]))
     # FITS weight map: full sky, UNSEEN outside the footprint, the method's weights inside
     w, hdr = hp.read_map(str(out / "w.fits"), h=True, dtype=np.float64)
@@ -151,7 +156,8 @@ def test_coefficients_recovered_within_errors(cli_run):
     assert fit.converged and not fit.hit_pole
     assert np.all(np.abs(fit.a - A_TRUE) < 4 * fit.a_err), (fit.a, fit.a_err)
     assert np.all(np.abs(fit.b - B_TRUE) < 4 * fit.b_err), (fit.b, fit.b_err)
-    assert abs(fit.s - SIGMA) < 4 * fit.s_err
+    s_err = np.sqrt(fit.cov_indep[2 * 3, 2 * 3])  # theta = (a, b, s)
+    assert abs(fit.s - SIGMA) < 4 * s_err
     ols = res.method("OLS")
     assert np.all(np.abs(ols.a - A_TRUE) < 4 * ols.a_err)
     comb = res.method("MCMC-comb")
@@ -169,10 +175,23 @@ def test_lrt_table_is_eq19_of_the_stored_maxima(cli_run):
             ("additive", "combined"): K, ("multiplicative", "combined"): K}
     for i in range(len(t.null_model)):
         null, alt, lik = t.null_model[i], t.alt_model[i], t.likelihood[i]
-        lam = 2.0 * (res.mle_fit(alt, lik).loglike - res.mle_fit(null, lik).loglike)
-        assert t.statistic[i] == pytest.approx(lam, rel=1e-12, abs=1e-12)
+        f0, f1 = res.mle_fit(null, lik), res.mle_fit(alt, lik)
+        assert isinstance(f0.loglike, float) and t.statistic.dtype == np.float64
+        lam = 2.0 * (f1.loglike - f0.loglike)  # the stored float64 maxima
+        assert t.statistic[i] == pytest.approx(lam, rel=1e-9, abs=1e-12)
+        assert t.pvalue_indep[i] == pytest.approx(stats.chi2.sf(lam, t.dof[i]), rel=1e-9,
+                                                  abs=1e-300)
         assert t.dof[i] == dofs[(null, alt)]
         assert t.converged[i]
+        # Wald: the alternative's extra coefficients with their stored sandwich covariance
+        extra = [k for k, on in enumerate(np.r_[np.isnan(f0.a_err), np.isnan(f0.b_err)]
+                                          & np.isfinite(np.r_[f1.a_err, f1.b_err])) if on]
+        theta = np.r_[f1.a, f1.b][extra]
+        W = theta @ np.linalg.solve(f1.cov[np.ix_(extra, extra)], theta)
+        assert t.wald_dof[i] == len(extra) == (2 * K if null == "null" and alt == "combined"
+                                               else K)
+        assert t.wald_statistic[i] == pytest.approx(W, rel=1e-9)
+        assert t.pvalue[i] == pytest.approx(stats.chi2.sf(W, len(extra)), rel=1e-9, abs=1e-300)
     # b is detected at several sigma: the additive model is rejected against combined
     i = [j for j in range(len(t.null_model)) if (t.null_model[j], t.alt_model[j]) ==
          ("additive", "combined")]
@@ -212,7 +231,7 @@ def test_roundtrip_of_written_result(sky, tmp_path):
     older.write_bytes((tmp_path / "r.h5").read_bytes())
     with h5py.File(older, "r+") as f:
         f.attrs["format_version"] = 1
-    with pytest.raises(MapInputError, match="format version 1; this hpcsys reads version 2"):
+    with pytest.raises(MapInputError, match="format version 1; this hpcsys reads version 3"):
         read_fit_result(older)
     for a, b in zip(back.mle, res.mle):  # the MLE pytree round-trips through the fit file
         np.testing.assert_array_equal(a.theta, b.theta)

@@ -111,6 +111,16 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
             np.testing.assert_array_equal(sc.lrt.statistic,
                                           np.stack([r.lrt.statistic for r in rs]))
             np.testing.assert_array_equal(sc.mle.a, np.stack([r.mle.a for r in rs]))
+            # the honest errors and Wald tests (schema 3) round-trip under their names
+            for grp, fld in (("mle", "cov"), ("mle", "a_err_indep"), ("mle", "b_err_indep"),
+                             ("lrt", "wald_statistic"), ("lrt", "wald_pvalue"),
+                             ("lrt", "wald_dof")):
+                np.testing.assert_array_equal(getattr(getattr(sc, grp), fld), np.stack(
+                    [getattr(getattr(r, grp), fld) for r in rs]), err_msg=f"{grp}/{fld}")
+            ols = METHODS.index("OLS")
+            for fld in ("a_err_indep", "b_err_indep", "cov_indep"):
+                np.testing.assert_array_equal(getattr(sc.methods["OLS"], fld), np.stack(
+                    [getattr(r.methods[ols], fld) for r in rs]), err_msg=fld)
             np.testing.assert_array_equal(sc.timings.stage_seconds,
                                           np.stack([r.timings.stage_seconds for r in rs]))
             for m, mname in enumerate(METHODS):
@@ -134,6 +144,13 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
             "/scenarios/null/index", "/fit_model", "/likelihood", "/template"]
         assert scales("scenarios/null/methods/OLS/cov") == [
             "/scenarios/null/index", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/methods/OLS/cov_indep") == [
+            "/scenarios/null/index", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/mle/cov") == [
+            "/scenarios/null/index", "/fit_model", "/likelihood", "/parameter", "/parameter2"]
+        assert scales("scenarios/null/lrt/wald_pvalue") == [
+            "/scenarios/null/index", "/lrt_pair", "/likelihood"]
+        assert scales("scenarios/null/lrt/wald_dof") == ["/scenarios/null/index", "/lrt_pair"]
         assert "dims" not in f["scenarios/null/w_corrected"].attrs
         assert "weights" not in f["scenarios/null/methods/OLS"]
         assert "corrected" not in f["scenarios/null/methods/OLS"]
@@ -152,12 +169,12 @@ def _tables(S: int = 2, Q: int = 5, L: int = 2, E: int = 4, P: int = 6):
     rng = np.random.default_rng(5)
     t2 = Table2(("null", "additive")[:S], tuple(f"p{q}" for q in range(Q)), LIKES[:L],
                 np.array([10, 12][:S]), 0.05, "null", rng.random((Q, L)),
-                *(rng.random((S, Q, L)) for _ in range(4)))
+                *(rng.random((S, Q, L)) for _ in range(6)))
     t3 = Table3(("null", "additive")[:S], ("uncorrected", "OLS", "ISD-1", "MCMC-comb")[:E],
                 np.array([10, 12][:S]), B, rng.random(S), rng.random(S),
                 *(rng.normal(size=(S, E)) for _ in range(4)))
     rec = RecoveryTable(("null", "additive")[:S], METHODS, tuple(f"a_{i}" for i in range(P)),
-                        np.array([10, 12][:S]), *(rng.random((S, 3, P)) for _ in range(8)))
+                        np.array([10, 12][:S]), *(rng.random((S, 3, P)) for _ in range(10)))
     return t2, t3, rec
 
 
@@ -192,11 +209,12 @@ def test_reader_errors_are_clear(tmp_path: Path) -> None:
         f.attrs["schema_version"] = 99
     with pytest.raises(ResultsFormatError, match="schema version 99"):
         open_results(path)
-    with h5py.File(path, "r+") as f:
-        f.attrs["schema_version"] = 1
-    with pytest.raises(ResultsFormatError, match=r"schema version 1, this hpcsys reads only "
-                                                 r"version 2 \(the layout changed"):
-        open_results(path)
+    for old in (1, 2):  # 2: independent-pixel a_err/cov, no Wald test (issue 13)
+        with h5py.File(path, "r+") as f:
+            f.attrs["schema_version"] = old
+        with pytest.raises(ResultsFormatError, match=rf"schema version {old}, this hpcsys "
+                                                     r"reads only version 3 \(the layout changed"):
+            open_results(path)
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION
     with open_results(path) as res, pytest.raises(ResultsFormatError, match="no scenario"):

@@ -17,6 +17,7 @@ from hpcsys.io import (
     MLEArrays,
     ScenarioData,
     TimingArrays,
+    render_report,
 )
 from hpcsys.reduction import recovery_table, table2, table3
 
@@ -30,7 +31,8 @@ LIKES = ("gaussian",)
 def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | None = None,
              dof: int = K, w_true: np.ndarray | None = None, w_obs: np.ndarray | None = None,
              w_corr: np.ndarray | None = None, est_noise: float = 0.01,
-             err_scale: float = 1.0) -> ScenarioData:
+             err_scale: float = 1.0, indep_scale: float = 1 / 3,
+             wald: np.ndarray | None = None) -> ScenarioData:
     """A ScenarioData whose pieces the test controls; the rest is seeded noise."""
     M, Q, L = len(METHODS), len(PAIRS), len(LIKES)
     a_true = np.tile(rng.normal(0, 0.05, K), (N, 1))
@@ -38,6 +40,8 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
     if lam is None:
         lam = rng.chisquare(dof, size=(N, Q, L))
     pvalue = stats.chi2.sf(lam, dof)
+    if wald is None:
+        wald = rng.chisquare(dof, size=(N, Q, L))
     w_true = rng.normal(size=(N, B)) if w_true is None else w_true
     w_obs = w_true if w_obs is None else w_obs
     w_corr = np.repeat(w_true[:, None], M, axis=1) if w_corr is None else w_corr
@@ -46,10 +50,12 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
         a = a_true + rng.normal(0, est_noise, (N, K))
         b = b_true + rng.normal(0, est_noise, (N, K))
         err = np.full((N, K), est_noise * err_scale)
+        ind = np.full((N, K), est_noise * indep_scale)
         nanK = np.full((N, K), np.nan)
         methods[meth] = MethodArrays(
             name=meth, model=model, a=a, b=b, a_err=err, b_err=err,
             cov=np.zeros((N, 2 * K, 2 * K)), a_mean=nanK, b_mean=nanK, a_std=nanK, b_std=nanK,
+            a_err_indep=ind, b_err_indep=ind, cov_indep=np.zeros((N, 2 * K, 2 * K)),
             sigma=np.ones(N), diagnostics=DiagnosticsArrays(
                 converged=np.ones(N, bool), n_iterations=np.ones(N, int),
                 acceptance_fraction=np.full(N, np.nan), autocorr_time=np.full(N, np.nan),
@@ -62,8 +68,9 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
         b_true=b_true, w_true=w_true, w_obs=w_obs, w_corrected=w_corr,
         w_corrected_diag=w_corr.copy(), w_remeasured=w_corr.copy(), methods=methods,
         mle=MLEArrays(*(z((N, F, L)),) * 3, *(z((N, F, L, K)),) * 4, z((N, F, L)),
-                      z((N, F, L))),
-        lrt=LRTArrays(lam, pvalue, np.full((N, Q), dof)),
+                      z((N, F, L)), z((N, F, L, 2 * K, 2 * K)), z((N, F, L, K)), z((N, F, L, K))),
+        lrt=LRTArrays(lam, pvalue, np.full((N, Q), dof), wald, stats.chi2.sf(wald, dof),
+                      np.full((N, Q), dof)),
         timings=TimingArrays(z((N, 5)), z(N)))
 
 
@@ -163,6 +170,27 @@ def test_recovery_honest_and_overconfident_errors() -> None:
     assert np.all(np.abs(r.error_ratio[1][ok] - 3) < 15 * se_std)
     assert np.all(np.abs(r.pull_std[1][ok] - 3) < 15 * se_std)
     assert np.all(r.coverage68[1][ok] < 0.35)
+    # the independent-pixel errors (3x too small here) have their own coverage columns
+    assert np.all(r.coverage68_indep[0][ok] < 0.35)
+    assert np.all(np.abs(r.coverage95_indep[0][ok] - 2 * stats.norm.cdf(1.96 / 3) + 1)
+                  < 4 * np.sqrt(0.5 * 0.5 / N))
+
+
+def test_table2_wald_column() -> None:
+    """The Wald rejection fraction: size alpha for chi2 statistics, power for large ones."""
+    rng = np.random.default_rng(7)
+    N, alpha = 400, 0.05
+    null = scenario("null", N, rng, lam=3.0 * rng.chisquare(K, (N, 2, 1)))
+    strong = scenario("additive", N, rng, wald=rng.chisquare(K, (N, 2, 1)) + 60.0)
+    t = table2({"null": null, "additive": strong}, PAIRS, LIKES, alpha)
+    band = 3 * np.sqrt(alpha * (1 - alpha) / N)
+    assert np.all(np.abs(t.fraction_wald[0] - alpha) < band)
+    assert np.all(t.fraction_wilks[0] > 0.3)  # the wide lambda: Wilks over-rejects
+    np.testing.assert_allclose(t.error_wald[0], np.sqrt(t.fraction_wald[0]
+                                                        * (1 - t.fraction_wald[0]) / N))
+    assert np.all(t.fraction_wald[1] == 1.0)
+    text = render_report(t, None, None, "text")
+    assert "Wald" in text and "assumes independent pixels" in text
 
 
 def test_report_warns_when_too_few_null_realisations() -> None:

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _methods_synthetic import synthetic_map
 
 from hpcsys.config import MethodsSection
+from hpcsys.measure.honest import sandwich_lmax
+from hpcsys.measure.sandwich import harmonic_geometry, ols_covariance
 from hpcsys.methods import run_method
 from hpcsys.methods.regression import sky_patches
 from hpcsys.seeds import seed_sequence
@@ -30,11 +32,19 @@ def test_ols_equals_closed_form():
         resid = d - a @ T
         s2 = resid @ resid / (N - K)
         np.testing.assert_allclose(r.a, a, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(r.cov[:K, :K], s2 * TT_inv, rtol=1e-10, atol=1e-16)
-        np.testing.assert_allclose(r.a_err, np.sqrt(np.diag(s2 * TT_inv)), rtol=1e-10)
+        # independent pixels: the textbook covariance, under its own names
+        np.testing.assert_allclose(r.cov_indep[:K, :K], s2 * TT_inv, rtol=1e-10, atol=1e-16)
+        np.testing.assert_allclose(r.a_err_indep, np.sqrt(np.diag(s2 * TT_inv)), rtol=1e-10)
+        # the default error is the harmonic sandwich, band methods.sandwich_lmax
+        geo = harmonic_geometry(data.pixels, data.nside,
+                                sandwich_lmax(data.nside, MethodsSection().sandwich_lmax))
+        _, cov = ols_covariance(d, T, geo)
+        np.testing.assert_allclose(r.cov[:K, :K], cov, rtol=1e-9, atol=1e-12 * cov.max())
+        np.testing.assert_allclose(r.a_err, np.sqrt(np.diag(cov)), rtol=1e-9)
         np.testing.assert_allclose(r.corrected, d - a @ T, rtol=0, atol=1e-12)
         assert r.sigma == pytest.approx(np.sqrt(s2), rel=1e-12)
-        assert np.all(np.isnan(r.cov[K:, :]))
+        assert np.all(np.isnan(r.cov[K:, :])) and np.all(np.isnan(r.cov_indep[K:, :]))
+        assert np.all(np.isnan(r.b_err_indep))
 
 
 def test_ols_pca_on_off_agree():

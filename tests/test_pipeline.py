@@ -75,6 +75,9 @@ def test_run_realisation_fully_populated(ctx, combined):
         "mle.a_err": (F, L, K), "mle.b_err": (F, L, K), "mle.s": (F, L), "mle.g": (F, L),
         "lrt.statistic": (Q, L), "lrt.pvalue": (Q, L), "lrt.dof": (Q,),
         "timings.stage_seconds": (len(STAGES),),
+        "mle.cov": (F, L, 2 * K, 2 * K), "mle.a_err_indep": (F, L, K),
+        "mle.b_err_indep": (F, L, K), "lrt.wald_statistic": (Q, L), "lrt.wald_pvalue": (Q, L),
+        "lrt.wald_dof": (Q,),
     }
 
     def get(name: str) -> np.ndarray:
@@ -87,7 +90,7 @@ def test_run_realisation_fully_populated(ctx, combined):
         assert get(name).shape == shape, name
     for name in ("theta_arcmin", "w_true", "w_obs", "w_corrected", "w_remeasured", "mle.loglike",
                  "mle.a", "mle.b", "mle.s", "mle.g", "lrt.statistic", "lrt.pvalue",
-                 "timings.stage_seconds"):
+                 "lrt.wald_statistic", "lrt.wald_pvalue", "timings.stage_seconds"):
         assert np.all(np.isfinite(get(name))), name
     is_weighting = np.array([n in REMEASURED_METHODS for n in cfg.methods.names])
     assert np.all(np.isfinite(r.w_corrected_diag[~is_weighting]))
@@ -99,6 +102,8 @@ def test_run_realisation_fully_populated(ctx, combined):
         has_b = model in ("multiplicative", "combined")
         assert np.all(np.isfinite(r.mle.a_err[f]) == has_a)
         assert np.all(np.isfinite(r.mle.b_err[f]) == has_b)
+        assert np.all(np.isfinite(r.mle.a_err_indep[f]) == has_a)
+        assert np.all(np.isfinite(r.mle.b_err_indep[f]) == has_b)
     for q, (null, alt) in enumerate(LRT_PAIRS):
         assert r.lrt.dof[q] == n_params(alt, "gaussian", K) - n_params(null, "gaussian", K)
     assert np.all(r.lrt.statistic > -1e-6)  # nested maxima
@@ -109,6 +114,49 @@ def test_run_realisation_fully_populated(ctx, combined):
     assert np.all(r.timings.stage_seconds > 0)
     assert r.timings.stage_seconds[-1] >= r.timings.stage_seconds[:-1].sum() * 0.99
     assert r.timings.peak_memory_mb > 10
+
+
+def test_stored_sandwich_and_wald_equal_a_direct_recomputation(ctx, combined):
+    """The task's honest errors and Wald tests == mle_covariance / ols_covariance from scratch."""
+    from hpcsys.core.fit import fit_mle
+    from hpcsys.core.likelihood import param_layout
+    from hpcsys.core.models import MODELS
+    from hpcsys.measure.honest import sandwich_lmax
+    from hpcsys.measure.sandwich import harmonic_geometry, mle_covariance, ols_covariance
+
+    cfg, r = ctx.config, combined
+    K, nside = 3, cfg.sky.nside
+    assert ctx.sandwich is not None and ctx.sandwich.designs is not None  # built once per run
+    geo = harmonic_geometry(ctx.footprint.pixels, nside,
+                            sandwich_lmax(nside, cfg.methods.sandwich_lmax))
+    assert ctx.sandwich.geometry.lmax == geo.lmax
+    d, T = make_mock(ctx, "combined", 3).delta_obs, ctx.fixed.templates
+    for j, lik in enumerate(cfg.methods.likelihoods):
+        for q, (null, alt) in enumerate(LRT_PAIRS):
+            fit = fit_mle(d, T, alt, lik, max_iter=cfg.methods.mle_max_iter,
+                          tol=cfg.methods.mle_tol)
+            cov = mle_covariance(np.asarray(fit.theta), d, T, alt, lik, geo)
+            lay = param_layout(alt, lik, K)
+            (null_a, null_b), extra = MODELS[null], []
+            if lay.a is not None and not null_a:
+                extra += range(lay.size)[lay.a]
+            if lay.b is not None and not null_b:
+                extra += range(lay.size)[lay.b]
+            idx = list(extra)
+            th = np.asarray(fit.theta)[idx]
+            W = th @ np.linalg.solve(cov[np.ix_(idx, idx)], th)
+            assert r.lrt.wald_dof[q] == len(idx)
+            np.testing.assert_allclose(r.lrt.wald_statistic[q, j], W, rtol=1e-8)
+            np.testing.assert_allclose(r.lrt.wald_pvalue[q, j], stats.chi2.sf(W, len(idx)),
+                                       rtol=1e-7, atol=1e-300)
+            if lay.a is not None:
+                f = FIT_MODELS.index(alt)
+                np.testing.assert_allclose(r.mle.a_err[f, j], np.sqrt(np.diag(cov)[lay.a]),
+                                           rtol=1e-8)
+    ols = r.methods[list(cfg.methods.names).index("OLS")]
+    _, cov = ols_covariance(d, T, geo)
+    np.testing.assert_allclose(ols.cov[:K, :K], cov, rtol=1e-8, atol=1e-12 * cov.max())
+    assert np.all(ols.a_err_indep < ols.a_err * 10) and np.all(np.isfinite(ols.cov_indep[:K, :K]))
 
 
 def test_null_without_shot_noise_observes_the_true_w(combined):

@@ -117,8 +117,10 @@ class DiagnosticsArrays:
 class MethodArrays:
     """One method's results over a scenario's N realisations (K templates).
 
-    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std``: (N, K); ``cov``: (N, 2K, 2K);
-    ``sigma`` (N,). See :class:`hpcsys.methods.base.MethodResult` for meanings.
+    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std, a_err_indep, b_err_indep``:
+    (N, K); ``cov``, ``cov_indep``: (N, 2K, 2K); ``sigma`` (N,). See
+    :class:`hpcsys.methods.base.MethodResult` for meanings (``a_err``/``cov``
+    honest where the method has them, ``*_indep`` assume independent pixels).
     """
 
     name: str
@@ -134,11 +136,20 @@ class MethodArrays:
     b_mean: np.ndarray
     a_std: np.ndarray
     b_std: np.ndarray
+    # independent-pixel errors beside the honest ones (issue 13)
+    a_err_indep: np.ndarray
+    b_err_indep: np.ndarray
+    cov_indep: np.ndarray
 
 
 @dataclass(frozen=True)
 class MLEArrays:
-    """Maximum-likelihood fits: (N, F, L) and (N, F, L, K) arrays (F fit models, L likelihoods)."""
+    """Maximum-likelihood fits: (N, F, L) and (N, F, L, K) arrays (F fit models, L likelihoods).
+
+    ``a_err``, ``b_err`` and ``cov`` (N, F, L, 2K, 2K) are the honest (sandwich)
+    errors; ``a_err_indep``, ``b_err_indep`` the inverse-Hessian ones
+    (:class:`hpcsys.core.comparison.MLEGrid`).
+    """
 
     loglike: np.ndarray
     converged: np.ndarray
@@ -149,15 +160,27 @@ class MLEArrays:
     b_err: np.ndarray
     s: np.ndarray
     g: np.ndarray
+    cov: np.ndarray
+    a_err_indep: np.ndarray
+    b_err_indep: np.ndarray
 
 
 @dataclass(frozen=True)
 class LRTArrays:
-    """Likelihood-ratio tests (Berlfein+24 Eq. 19): ``statistic`` and ``pvalue`` (N, Q, L), ``dof`` (N, Q)."""
+    """Tests of the nested pairs: Wilks LRT and Wald (:class:`hpcsys.core.comparison.LRTMatrix`).
+
+    ``statistic``, ``pvalue`` (N, Q, L), ``dof`` (N, Q): Berlfein+24 Eq. 19 and its
+    Wilks p-value (assumes independent pixels); ``wald_statistic``,
+    ``wald_pvalue`` (N, Q, L), ``wald_dof`` (N, Q): the Wald test with the
+    honest covariance.
+    """
 
     statistic: np.ndarray
     pvalue: np.ndarray
     dof: np.ndarray
+    wald_statistic: np.ndarray
+    wald_pvalue: np.ndarray
+    wald_dof: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 2).
+"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 3).
 
 One HDF5 file per run, written by rank 0 only (no parallel HDF5), atomically
 (temporary name, then :func:`os.replace`). Read it with
@@ -52,8 +52,9 @@ Groups and datasets
     theta_arcmin);
 
     ``methods/<name>/`` with attributes ``name``, ``model`` and datasets
-    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std`` (index, template),
-    ``cov`` (index, parameter, parameter2), ``sigma`` (index) and the group
+    ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std, a_err_indep,
+    b_err_indep`` (index, template), ``cov``, ``cov_indep`` (index,
+    parameter, parameter2), ``sigma`` (index) and the group
     ``diagnostics/``: ``converged``, ``n_iterations``, ``acceptance_fraction``,
     ``autocorr_time``, ``effective_samples``, ``hit_pole``, ``wall_time``,
     ``penalty`` and ``l1_ratio`` (ElasticNet's cross-validated choice),
@@ -61,11 +62,19 @@ Groups and datasets
     per-task files.
 
     ``mle/``: ``loglike, converged, hit_pole, s, g`` (index, fit_model,
-    likelihood) and ``a, b, a_err, b_err`` (index, fit_model, likelihood,
-    template).
+    likelihood), ``a, b, a_err, b_err, a_err_indep, b_err_indep`` (index,
+    fit_model, likelihood, template) and ``cov`` (index, fit_model,
+    likelihood, parameter, parameter2).
 
     ``lrt/``: ``statistic, pvalue`` (index, lrt_pair, likelihood), ``dof``
-    (index, lrt_pair): Berlfein+24 Eq. 19 and its Wilks p-value.
+    (index, lrt_pair): Berlfein+24 Eq. 19 and its Wilks p-value;
+    ``wald_statistic, wald_pvalue`` (index, lrt_pair, likelihood) and
+    ``wald_dof`` (index, lrt_pair): the Wald test with the honest covariance.
+
+    Error names: ``a_err``, ``b_err``, ``cov`` are the honest errors (the
+    harmonic sandwich, which holds on a correlated sky) wherever a method has
+    them (OLS, every MLE fit); ``*_indep`` the independent-pixel ones (inverse
+    Hessian, ``s^2 (T T^T)^-1``), ``nan`` where a method has none.
 
     ``timings/``: ``stage_seconds`` (index, stage), ``peak_memory_mb`` (index).
 ``/tables/table2/``
@@ -77,7 +86,8 @@ Groups and datasets
 ``/tables/recovery/``
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
 
-Schema version 1 stored the axis names in a
+Schema version 2 had ``a_err``, ``b_err``, ``cov`` of OLS and the MLE fits
+from the independent-pixel formulas and no Wald test; version 1 stored the axis names in a
 comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
 statistic as ``lrt/lambda`` and the method diagnostics flat in
 ``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with
@@ -98,7 +108,7 @@ __all__ = [
 ]
 
 #: Version of the layout; bump on any incompatible change.
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3
 
 #: Per-pixel fields that stay in per-task files and are not aggregated.
 SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})
@@ -129,8 +139,10 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
     "w_corrected_diag": (_R, "method", _BIN),
     "w_remeasured": (_R, "method", _BIN),
     **{f"methods/*/{k}": (_R, "template") for k in
-       ("a", "b", "a_err", "b_err", "a_mean", "b_mean", "a_std", "b_std")},
+       ("a", "b", "a_err", "b_err", "a_mean", "b_mean", "a_std", "b_std", "a_err_indep",
+        "b_err_indep")},
     "methods/*/cov": (_R, "parameter", "parameter2"),
+    "methods/*/cov_indep": (_R, "parameter", "parameter2"),
     "methods/*/sigma": (_R,),
     **{f"methods/*/diagnostics/{k}": (_R,) for k in
        ("converged", "n_iterations", "acceptance_fraction", "autocorr_time",
@@ -138,10 +150,12 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
     **{f"mle/{k}": (_R, "fit_model", "likelihood") for k in
        ("loglike", "converged", "hit_pole", "s", "g")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood", "template") for k in
-       ("a", "b", "a_err", "b_err")},
-    "lrt/statistic": (_R, "lrt_pair", "likelihood"),
-    "lrt/pvalue": (_R, "lrt_pair", "likelihood"),
+       ("a", "b", "a_err", "b_err", "a_err_indep", "b_err_indep")},
+    "mle/cov": (_R, "fit_model", "likelihood", "parameter", "parameter2"),
+    **{f"lrt/{k}": (_R, "lrt_pair", "likelihood") for k in
+       ("statistic", "pvalue", "wald_statistic", "wald_pvalue")},
     "lrt/dof": (_R, "lrt_pair"),
+    "lrt/wald_dof": (_R, "lrt_pair"),
     "timings/stage_seconds": (_R, "stage"),
     "timings/peak_memory_mb": (_R,),
 }

@@ -34,7 +34,11 @@ class Table2:
       (the mock-calibrated null distribution; leave-one-out on
       ``null_scenario`` itself, where its size is then about ``alpha``). No
       p-value is below 1/(M + 1): with M < 1/alpha - 1 null realisations the
-      calibrated test cannot reject (the report says so).
+      calibrated test cannot reject (the report says so);
+    * ``wald``: reject when the Wald test of the alternative's extra
+      coefficients with the honest (harmonic sandwich) covariance has a
+      chi-square p-value below ``alpha`` (no mocks needed; holds its size on a
+      correlated sky, docs/correlated_pixels.rst).
 
     Attributes
     ----------
@@ -49,6 +53,8 @@ class Table2:
     critical_lambda : ndarray, shape (Q, L)
         Empirical ``1 - alpha`` quantile of lambda on ``null_scenario``.
     fraction_wilks, error_wilks, fraction_calibrated, error_calibrated : ndarray, shape (S, Q, L)
+    fraction_wald, error_wald : ndarray, shape (S, Q, L)
+        Wald rejection fraction and its binomial error.
     """
 
     scenarios: tuple[str, ...]
@@ -62,6 +68,8 @@ class Table2:
     error_wilks: np.ndarray
     fraction_calibrated: np.ndarray
     error_calibrated: np.ndarray
+    fraction_wald: np.ndarray
+    error_wald: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,11 @@ class RecoveryTable:
     1-sigma error; ``error_ratio`` = scatter / likelihood_error (1 when the
     likelihood errors are honest, > 1 on correlated skies); ``pull_std`` =
     standard deviation of (estimate - truth) / error; ``coverage68/95`` = fraction
-    of realisations with abs(estimate - truth) below 1 / 1.95996 errors. ``nan`` where a
-    method does not estimate a parameter or gives no errors.
+    of realisations with abs(estimate - truth) below 1 / 1.95996 errors (the method's
+    default errors: honest, i.e. the harmonic sandwich, for OLS);
+    ``coverage68_indep/95_indep`` the same with the independent-pixel errors
+    (``a_err_indep``). ``nan`` where a method does not estimate a parameter or
+    gives no such errors.
 
     Attributes
     ----------
@@ -126,7 +137,7 @@ class RecoveryTable:
     parameters : tuple of str, length P = 2K
     n_realisations : ndarray of int, shape (S,)
     bias, scatter, bias_over_error, likelihood_error, error_ratio, pull_std,
-    coverage68, coverage95 : ndarray, shape (S, M, P)
+    coverage68, coverage95, coverage68_indep, coverage95_indep : ndarray, shape (S, M, P)
     """
 
     scenarios: tuple[str, ...]
@@ -141,6 +152,8 @@ class RecoveryTable:
     pull_std: np.ndarray
     coverage68: np.ndarray
     coverage95: np.ndarray
+    coverage68_indep: np.ndarray
+    coverage95_indep: np.ndarray
 
 
 # --------------------------------------------------------------------------- rendering
@@ -192,11 +205,13 @@ def render_table(title: str, header: list[str], rows: list[list[str]], fmt: str)
 
 
 def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
-    header = ["scenario", "N", "likelihood", "test (null/alt)", "rejected (Wilks)"]
+    header = ["scenario", "N", "likelihood", "test (null/alt)",
+              "rejected (Wilks, assumes independent pixels)", "rejected (Wald, sandwich)"]
     header.append("rejected (mock-calibrated)")
     if fmt == "csv":
         header = ["scenario", "N", "likelihood", "test", "wilks", "wilks_err",
                   "calibrated", "calibrated_err"]
+        header[6:6] = ["wald", "wald_err"]
     rows = []
     for s, sc in enumerate(t.scenarios):
         for li, lk in enumerate(t.likelihoods):
@@ -208,6 +223,9 @@ def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
                     r += [_fmt(fw), _fmt(ew), _fmt(fc), _fmt(ec)]
                 else:
                     r += [_pm(fw, ew, fmt), _pm(fc, ec, fmt)]
+                fa, ea = t.fraction_wald[s, q, li], t.error_wald[s, q, li]  # beside Wilks
+                at = 6 if fmt == "csv" else 5
+                r[at:at] = [_fmt(fa), _fmt(ea)] if fmt == "csv" else [_pm(fa, ea, fmt)]
                 rows.append(r)
     return header, rows
 
@@ -234,10 +252,12 @@ def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
 
 def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str]]]:
     header = ["scenario", "method", "param", "bias/(scatter/sqrtN)", "scatter",
-              "likelihood err", "scatter/err", "pull std", "cov68", "cov95"]
+              "likelihood err", "scatter/err", "pull std", "cov68", "cov95",
+              "cov68 (indep. pixels)", "cov95 (indep. pixels)"]
     if fmt == "csv":
         header = ["scenario", "method", "parameter", "bias_over_error", "scatter",
-                  "likelihood_error", "error_ratio", "pull_std", "coverage68", "coverage95"]
+                  "likelihood_error", "error_ratio", "pull_std", "coverage68", "coverage95",
+                  "coverage68_indep", "coverage95_indep"]
     rows = []
     for s, sc in enumerate(t.scenarios):
         for m, meth in enumerate(t.methods):
@@ -245,7 +265,8 @@ def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str
                 if not np.isfinite(t.scatter[s, m, p]) or t.scatter[s, m, p] == 0.0:
                     continue  # the method does not estimate this parameter
                 vals = (t.bias_over_error, t.scatter, t.likelihood_error, t.error_ratio,
-                        t.pull_std, t.coverage68, t.coverage95)
+                        t.pull_std, t.coverage68, t.coverage95, t.coverage68_indep,
+                        t.coverage95_indep)
                 rows.append([sc, meth, par, *(_fmt(v[s, m, p], 4 if v is t.scatter or
                                                    v is t.likelihood_error else 2)
                                               for v in vals)])
@@ -258,7 +279,8 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
     parts = []
     if table2 is not None:
         title = (f"Table 2: fraction of realisations rejecting the null model at "
-                 f"alpha = {table2.alpha:g} (Wilks chi2; mock-calibrated on "
+                 f"alpha = {table2.alpha:g} (Wilks chi2, assumes independent pixels; Wald with "
+                 f"the sandwich covariance; mock-calibrated on "
                  f"'{table2.null_scenario or 'none'}')")
         if table2.null_scenario in table2.scenarios:
             m = int(table2.n_realisations[table2.scenarios.index(table2.null_scenario)])
@@ -271,7 +293,8 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
                  "realisations (GLS, mock covariance, Hartlap)")
         parts.append(render_table(title, *_table3_rows(table3, fmt), fmt))
     if recovery is not None:
-        title = ("Parameter recovery: bias in units of scatter/sqrt(N), likelihood errors "
-                 "vs mock-to-mock scatter, pulls and coverage")
+        title = ("Parameter recovery: bias in units of scatter/sqrt(N), the methods' errors "
+                 "(honest sandwich errors for OLS) vs mock-to-mock scatter, pulls and coverage; "
+                 "coverage of the independent-pixel errors beside")
         parts.append(render_table(title, *_recovery_rows(recovery, fmt), fmt))
     return "\n\n".join(parts) + "\n"

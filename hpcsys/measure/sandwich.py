@@ -64,6 +64,8 @@ from dataclasses import dataclass
 import healpy as hp
 import numpy as np
 
+from hpcsys.measure.ringsht import ring_alms, ring_transform
+
 __all__ = [
     "DesignTransform",
     "HarmonicGeometry",
@@ -146,8 +148,15 @@ def harmonic_geometry(pixels: np.ndarray, nside: int, lmax: int | None = None) -
 
 
 def _alms(maps: np.ndarray, geo: HarmonicGeometry) -> np.ndarray:
-    """``map2alm`` (``iter=0``) of footprint maps ``(M, Npix)`` -> ``(M, n_alm)``."""
+    """``map2alm`` (``iter=0``) of footprint maps ``(M, Npix)`` -> ``(M, n_alm)``.
+
+    On the footprint's rings only (:mod:`hpcsys.measure.ringsht`, equal to
+    healpy's to rounding) where its Legendre table fits, else healpy.
+    """
     maps = np.atleast_2d(np.asarray(maps, dtype=float))
+    rt = ring_transform(geo.pixels, geo.nside, geo.lmax)
+    if rt is not None:
+        return ring_alms(maps, rt)
     full = np.zeros(geo.n_pixels_full)
     out = []
     for row in maps:

@@ -9,8 +9,12 @@ their errors ``nan``; diagnostics that do not apply are ``nan``/``-1``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hpcsys.measure.honest import SandwichSetup
 
 __all__ = ["MapData", "MethodDiagnostics", "MethodResult"]
 
@@ -31,6 +35,11 @@ class MapData:
         HEALPix NSIDE.
     names : tuple of str
         Template names (length K).
+    sandwich : SandwichSetup, optional
+        Harmonic geometry of the footprint and the transform of ``templates``
+        for the honest (sandwich) covariances, precomputed once per run
+        (:func:`hpcsys.measure.honest.sandwich_setup`); built on the fly when
+        ``None``.
     """
 
     delta: np.ndarray
@@ -38,6 +47,7 @@ class MapData:
     pixels: np.ndarray
     nside: int
     names: tuple[str, ...] = ()
+    sandwich: SandwichSetup | None = None
 
     @property
     def n_templates(self) -> int:
@@ -81,9 +91,11 @@ class MethodResult:
         maximum of the posterior refined to the MLE, never a median. Zero where
         the model has no such term.
     a_err, b_err : ndarray, shape (K,)
-        1-sigma errors (``nan`` where not estimated).
+        1-sigma errors (``nan`` where not estimated); for OLS the honest
+        (harmonic sandwich) errors, which hold on a correlated sky.
     cov : ndarray, shape (2K, 2K)
-        Covariance of ``(a, b)``; ``nan`` blocks where not estimated.
+        Covariance of ``(a, b)``; ``nan`` blocks where not estimated (OLS:
+        the sandwich covariance).
     a_mean, b_mean, a_std, b_std : ndarray, shape (K,)
         Posterior mean and standard deviation (MCMC only; ``nan`` otherwise).
     sigma : float
@@ -93,6 +105,11 @@ class MethodResult:
     corrected : ndarray, shape (Npix,)
         The method's estimate of the true overdensity map.
     diagnostics : MethodDiagnostics
+    a_err_indep, b_err_indep : ndarray, shape (K,)
+        Errors that assume independent pixels (OLS: ``s^2 (T T^T)^-1``);
+        ``nan`` where the method has none.
+    cov_indep : ndarray, shape (2K, 2K)
+        The independent-pixel covariance of ``(a, b)``; ``nan`` where none.
     """
 
     name: str
@@ -110,10 +127,16 @@ class MethodResult:
     b_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
     a_std: np.ndarray = field(default_factory=lambda: np.empty(0))
     b_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # independent-pixel errors beside the honest ones (issue 13)
+    a_err_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_err_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
+    cov_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
         K = self.a.shape[0]
         nan = np.full(K, np.nan)
-        for name in ("a_mean", "b_mean", "a_std", "b_std"):
+        for name in ("a_mean", "b_mean", "a_std", "b_std", "a_err_indep", "b_err_indep"):
             if getattr(self, name).shape != (K,):
                 object.__setattr__(self, name, nan.copy())
+        if self.cov_indep.shape != (2 * K, 2 * K):
+            object.__setattr__(self, "cov_indep", np.full((2 * K, 2 * K), np.nan))

@@ -6,10 +6,13 @@ by regressing the observed overdensity on the templates, and correct the map as
 
 * **OLS**: ordinary least squares without intercept (``delta_obs`` and the
   templates have zero mean on the footprint), solved by
-  :func:`numpy.linalg.lstsq`. The covariance is the textbook
-  ``s^2 (T T^T)^{-1}`` with ``s^2 = |r|^2 / (N - K)``. It treats pixels as
-  independent, so it understates the scatter when the true field is
-  correlated on template scales (docs/correlated_pixels.rst).
+  :func:`numpy.linalg.lstsq`. The covariance (``cov``, ``a_err``) is the
+  harmonic sandwich ``(T T^T)^-1 J (T T^T)^-1`` with ``J`` from the
+  residual's own spectrum (:mod:`hpcsys.measure.sandwich`), which holds on a
+  spatially correlated sky. The textbook ``s^2 (T T^T)^{-1}`` with
+  ``s^2 = |r|^2 / (N - K)`` treats pixels as independent and understates the
+  scatter when the true field is correlated on template scales
+  (docs/correlated_pixels.rst); it is kept as ``cov_indep``, ``a_err_indep``.
 * **ElasticNet**: :class:`sklearn.linear_model.ElasticNetCV` (l1 + l2 penalty)
   with the penalty strength and ``l1_ratio`` chosen by cross-validation whose
   folds are **groups of sky patches** (:class:`sklearn.model_selection.GroupKFold`
@@ -35,6 +38,7 @@ ElasticNet penalty is not, so there it changes the estimator.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -45,6 +49,8 @@ from sklearn.linear_model import ElasticNetCV
 from sklearn.model_selection import GroupKFold
 
 from hpcsys.config import MethodsSection
+from hpcsys.measure.honest import designs_for, sandwich_setup
+from hpcsys.measure.sandwich import sandwich, score_covariance
 from hpcsys.methods._shared import MethodInputError, embed_cov, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
 
@@ -58,15 +64,17 @@ def run_ols(data: MapData, settings: MethodsSection, seed: np.random.SeedSequenc
     ----------
     data : MapData
     settings : MethodsSection
-        Uses ``pca``.
+        Uses ``pca`` and ``sandwich_lmax`` (when ``data.sandwich`` is None).
     seed : numpy.random.SeedSequence
         Unused (OLS is deterministic); accepted for the common interface.
 
     Returns
     -------
     MethodResult
-        ``a = (T T^T)^{-1} T delta``, ``cov_aa = s^2 (T T^T)^{-1}``,
-        ``sigma = s``, ``corrected = delta - a.t``.
+        ``a = (T T^T)^{-1} T delta``, ``cov_aa`` the harmonic sandwich
+        ``(T T^T)^-1 J (T T^T)^-1`` (``a_err`` its diagonal), ``cov_indep``
+        the independent-pixel ``s^2 (T T^T)^{-1}``, ``sigma = s``,
+        ``corrected = delta - a.t``.
     """
     del seed
     t0 = time.perf_counter()
@@ -82,14 +90,22 @@ def run_ols(data: MapData, settings: MethodsSection, seed: np.random.SeedSequenc
     s2 = float(resid @ resid) / (npix - K)
     cov_f = s2 * np.linalg.inv(Tf @ Tf.T)
     a = basis.coef_to_original(coef)
-    cov_a = basis.cov_to_original(cov_f)
-    cov_a = 0.5 * (cov_a + cov_a.T)
+    cov_ind = basis.cov_to_original(cov_f)
+    cov_ind = 0.5 * (cov_ind + cov_ind.T)
+    # the sandwich in the original basis (it is rotation-equivariant)
+    setup = data.sandwich or sandwich_setup(data.pixels, data.nside, settings.sandwich_lmax)
+    corrected = delta - a @ T
+    meat = score_covariance(designs_for(setup, T), np.zeros(K, dtype=int), corrected[None],
+                            setup.geometry)
+    cov_a = sandwich(T @ T.T, meat)
     diag = MethodDiagnostics(converged=True, n_iterations=1, wall_time=time.perf_counter() - t0,
                              message="closed-form least squares")
-    return make_result(
-        "OLS", "additive", K, npix, delta - a @ T, diag,
+    res = make_result(
+        "OLS", "additive", K, npix, corrected, diag,
         a=a, a_err=np.sqrt(np.diag(cov_a)), cov=embed_cov(K, cov_a=cov_a), sigma=np.sqrt(s2),
     )
+    return dataclasses.replace(res, a_err_indep=np.sqrt(np.diag(cov_ind)),
+                               cov_indep=embed_cov(K, cov_a=cov_ind))
 
 
 def sky_patches(pixels: np.ndarray, nside: int, patch_nside: int) -> np.ndarray:

@@ -231,14 +231,14 @@ def load_context_cache(path: str | Path, key: str) -> Any:
 def _context_from_cache(config: Config, tset: Any) -> Any:
     """The run context with cached fixed templates: everything else is cheap to rebuild."""
     from hpcsys.config import parse_config
-    from hpcsys.pipeline import prepare_run
+    from hpcsys.pipeline import attach_fixed_templates, prepare_run
 
     t0 = time.perf_counter()
     d = config.to_dict()
     d["templates"]["redraw"] = True  # build everything but the fixed templates and xi_ij
-    ctx = prepare_run(parse_config(d))
-    return dataclasses.replace(ctx, config=config, fixed=tset,
-                               prepare_seconds=time.perf_counter() - t0)
+    ctx = dataclasses.replace(prepare_run(parse_config(d)), config=config)
+    ctx = attach_fixed_templates(ctx, tset)  # and their sandwich transform
+    return dataclasses.replace(ctx, prepare_seconds=time.perf_counter() - t0)
 
 
 def prepare_context(config: Config, *, comm: Any = None, cache_dir: str | Path | None = None,
