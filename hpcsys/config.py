@@ -196,6 +196,12 @@ class MethodsSection:
     pca: bool = _param(True, "Fit in the PCA-rotated template basis (Berlfein+24 App. A).")
     mle_max_iter: int = _param(200, "Maximum Newton iterations of an MLE fit.", _at_least(1))
     mle_tol: float = _param(1e-9, "Convergence tolerance on the Newton decrement.", _positive)
+    jackknife_regions: int = _param(
+        40,
+        "Regions of the delete-one-region spatial jackknife of every method and MLE fit "
+        "(k-means patches of the footprint, stream 'jackknife'); 0 turns it off.",
+        lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or at least 2, got {v}",
+    )
     sandwich_lmax: int | None = _param(
         256,
         "Multipoles treated exactly by the harmonic sandwich covariance (the honest errors and "

@@ -26,6 +26,7 @@ STREAMS: dict[str, int] = {
     "method": 4,  # stochastic methods (CV folds, samplers), per (scenario, realisation, method)
     "synthetic": 5,  # synthetic test and example maps
     "population": 6,  # population (joint) fits
+    "jackknife": 10,  # k-means initialisation of the jackknife regions, once per run
 }
 
 

@@ -16,7 +16,7 @@ from hpcsys.core.comparison import LRTMatrix, MLEGrid
 from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.io import SCHEMA_VERSION, Coordinates, Provenance
 from hpcsys.methods.base import MethodDiagnostics, MethodResult
-from hpcsys.pipeline import STAGES, RealisationResult, TaskTimings
+from hpcsys.pipeline import STAGES, JackknifeErrors, RealisationResult, TaskTimings
 
 __all__ = [
     "LIKES",
@@ -75,6 +75,9 @@ def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult
                       dof=rng.integers(1, 7, size=Q),
                       wald_statistic=rng.chisquare(3, size=(Q, L)),
                       wald_pvalue=rng.random((Q, L)), wald_dof=rng.integers(1, 7, size=Q)),
+        jackknife=JackknifeErrors(
+            n_regions=12, method_cov=rng.normal(size=(M, 2 * K, 2 * K)),
+            mle_a_err=rng.random((F, L, K)), mle_b_err=rng.random((F, L, K))),
         timings=TaskTimings(stage_seconds=rng.random(len(STAGES)),
                             peak_memory_mb=float(rng.random() * 100)),
     )

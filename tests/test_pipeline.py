@@ -159,6 +159,46 @@ def test_stored_sandwich_and_wald_equal_a_direct_recomputation(ctx, combined):
     assert np.all(ols.a_err_indep < ols.a_err * 10) and np.all(np.isfinite(ols.cov_indep[:K, :K]))
 
 
+def test_stored_jackknife_equals_a_direct_recomputation(ctx, combined):
+    """The task's jackknife == the measure/methods functions on the same map and regions."""
+    from hpcsys.measure.jackknife import jackknife_covariance, jackknife_regions, mle_deletions
+    from hpcsys.seeds import rng
+
+    cfg, r = ctx.config, combined
+    R = cfg.methods.jackknife_regions
+    regions = jackknife_regions(ctx.footprint.pixels, cfg.sky.nside, R,
+                                rng(cfg.run.master_seed, "jackknife"))
+    np.testing.assert_array_equal(ctx.regions.labels, regions.labels)
+    assert r.jackknife.n_regions == R
+    d, T = make_mock(ctx, "combined", 3).delta_obs, ctx.fixed.templates
+    K, f = 3, FIT_MODELS.index("combined")
+    names = list(cfg.methods.names)
+    ols = r.methods[names.index("OLS")]
+    from hpcsys.measure.jackknife import ols_deletions
+
+    np.testing.assert_allclose(r.jackknife.method_cov[names.index("OLS")][:K, :K],
+                               jackknife_covariance(ols_deletions(d, T, regions)), rtol=1e-10)
+    # every method and every MLE fit with coefficients has finite jackknife errors
+    assert np.all(np.isfinite(r.jackknife.method_cov))
+    assert np.all(np.isfinite(r.jackknife.mle_a_err[FIT_MODELS.index("additive")]))
+    assert np.all(np.isfinite(r.jackknife.mle_b_err[f]))
+    # ElasticNet has no covariance of its own: it reports (and is debiased with) its jackknife
+    en = r.methods[names.index("ElasticNet")]
+    np.testing.assert_array_equal(en.cov, r.jackknife.method_cov[names.index("ElasticNet")])
+    # the MLE jackknife of the combined Gaussian fit from its stored maximum
+    from hpcsys.core.fit import fit_mle
+
+    fit = fit_mle(d, T, "combined", "gaussian", max_iter=cfg.methods.mle_max_iter,
+                  tol=cfg.methods.mle_tol)
+    var = np.diag(jackknife_covariance(mle_deletions(np.asarray(fit.theta), d, T, "combined",
+                                                     "gaussian", regions)))
+    j = list(cfg.methods.likelihoods).index("gaussian")
+    np.testing.assert_allclose(r.jackknife.mle_a_err[f, j], np.sqrt(var[:K]), rtol=1e-6)
+    # jackknife and sandwich errors of OLS describe the same scatter: same order of magnitude
+    ratio = np.sqrt(np.diag(r.jackknife.method_cov[names.index("OLS")])[:K]) / ols.a_err
+    assert np.all((ratio > 0.3) & (ratio < 3.0)), ratio
+
+
 def test_null_without_shot_noise_observes_the_true_w(combined):
     """a = b = 0 and no shot noise: w_obs equals w_true exactly (same run, same shapes)."""
     cfg = parse_config({**SMALL, "sky": {**SMALL["sky"], "shot_noise": False}})

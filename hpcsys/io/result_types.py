@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "Coordinates",
     "DiagnosticsArrays",
+    "JackknifeArrays",
     "LRTArrays",
     "MLEArrays",
     "MethodArrays",
@@ -184,6 +185,20 @@ class LRTArrays:
 
 
 @dataclass(frozen=True)
+class JackknifeArrays:
+    """Delete-one-region jackknife (:class:`hpcsys.pipeline.JackknifeErrors`).
+
+    ``n_regions`` (N,) (0: not computed); ``method_cov`` (N, M, 2K, 2K);
+    ``mle_a_err``, ``mle_b_err`` (N, F, L, K).
+    """
+
+    n_regions: np.ndarray
+    method_cov: np.ndarray
+    mle_a_err: np.ndarray
+    mle_b_err: np.ndarray
+
+
+@dataclass(frozen=True)
 class TimingArrays:
     """Per-task cost: ``stage_seconds`` (N, stages) and ``peak_memory_mb`` (N,)."""
 
@@ -207,6 +222,7 @@ class ScenarioData:
         In the order of ``ResultsFile.method_names``.
     mle : MLEArrays
     lrt : LRTArrays
+    jackknife : JackknifeArrays
     timings : TimingArrays
     """
 
@@ -223,6 +239,7 @@ class ScenarioData:
     w_remeasured: np.ndarray
     mle: MLEArrays
     lrt: LRTArrays
+    jackknife: JackknifeArrays
     timings: TimingArrays
 
     @property

@@ -156,6 +156,10 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
        ("statistic", "pvalue", "wald_statistic", "wald_pvalue")},
     "lrt/dof": (_R, "lrt_pair"),
     "lrt/wald_dof": (_R, "lrt_pair"),
+    "jackknife/n_regions": (_R,),
+    "jackknife/method_cov": (_R, "method", "parameter", "parameter2"),
+    "jackknife/mle_a_err": (_R, "fit_model", "likelihood", "template"),
+    "jackknife/mle_b_err": (_R, "fit_model", "likelihood", "template"),
     "timings/stage_seconds": (_R, "stage"),
     "timings/peak_memory_mb": (_R,),
 }
