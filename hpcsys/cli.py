@@ -401,6 +401,20 @@ def convergence_warnings(result: FitResult) -> list[str]:
     return out
 
 
+def _chain_lines(result: FitResult) -> list[str]:
+    """Length, stop reason and convergence of each MCMC chain (empty without MCMC methods)."""
+    out = []
+    for r in result.methods:
+        d = r.diagnostics
+        if not d.stop_reason:
+            continue
+        out.append(f"{r.name}: {d.n_iterations} steps, {d.stop_reason}; min ESS "
+                   f"{d.effective_samples:.0f}, max split-R-hat {d.rhat_max:.4f} "
+                   f"({'converged' if d.converged else 'not converged'}); a, b = posterior mean, "
+                   "errors = sandwich at the posterior maximum")
+    return ["", *out] if out else []
+
+
 def format_fit_summary(result: FitResult) -> str:
     """A short plain-text report of a :class:`FitResult`."""
     m = result.map
@@ -416,6 +430,7 @@ def format_fit_summary(result: FitResult) -> str:
             b = f"{r.b[k]:+.4g} ± {r.b_err[k]:.2g}"
             lines.append(f"{r.name if k == 0 else '':<11}{r.model if k == 0 else '':<16}"
                          f"{name[:17]:<18}{a:>22}{b:>22}")
+    lines += _chain_lines(result)
     t = result.lrt
     lines += ["", "likelihood-ratio tests (Berlfein+24 Eq. 19; Wilks p-values assume "
               "independent pixels)",

@@ -33,11 +33,16 @@ Conventions
   draws from ``seed_sequence(seed, "method", 0, 0, m)``, the stream the
   pipeline gives method ``m`` of scenario 0, realisation 0, so a method's
   result does not depend on which other methods run.
+* MCMC chains are extended past ``methods.mcmc_steps`` until every
+  parameter has ``methods.mcmc_ess_target`` effective samples and split-R-hat
+  at most ``methods.mcmc_rhat_max``, or until ``methods.mcmc_max_steps``;
+  ``diagnostics.stop_reason`` (printed) says which. Mock runs keep the fixed
+  ``mcmc_steps`` of the cost model.
 * The LRT p-values assume independent pixels (Wilks); on maps with
   large-scale structure they are too small (docs/correlated_pixels.rst): treat them
   as a screening statistic and calibrate with mocks.
 
-HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 2``)
+HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 3``)
 ------------------------------------------------------------------
 Written by :func:`hpcsys.io.fitfile.write_fit_result` with
 :func:`hpcsys.io.serialize.write_dataclass` (arrays are datasets,
@@ -47,16 +52,19 @@ scalars and strings attributes, nested dataclasses groups):
   ``hpcsys_version``, ``seed``; dataset ``inputs`` (``role=path`` strings).
 * ``/methods/<i>/`` for each method run, in order: attributes ``name``,
   ``model``, ``sigma``; datasets ``a, b, a_err, b_err, a_mean, b_mean, a_std,
-  b_std`` (K), ``cov`` (2K, 2K), ``weights`` and ``corrected`` (footprint
-  pixels, order of ``/map/pixels``); group ``diagnostics`` (attributes
-  ``converged, n_iterations, acceptance_fraction, autocorr_time,
-  effective_samples, hit_pole, wall_time, message``).
+  b_std, a_median, b_median, a_ess, b_ess`` (K), ``a_ci68, b_ci68, a_ci95,
+  b_ci95`` (K, 2: lower, upper), ``cov`` (2K, 2K), ``weights`` and
+  ``corrected`` (footprint pixels, order of ``/map/pixels``); group
+  ``diagnostics`` (attributes ``converged, n_iterations, acceptance_fraction,
+  autocorr_time, effective_samples, rhat_max, stop_reason, hit_pole,
+  wall_time, message``).
 * ``/mle/<j>/`` for each (model, likelihood), models outer: the fields of
   :class:`hpcsys.core.fit.MLEResult`: attributes ``model, likelihood, closed,
   s, g, loglike, converged, n_iter, hit_pole, status, decrement``; datasets
   ``theta`` (P), ``a, b, a_err, b_err`` (K), ``cov`` (P, P). (Version 1 held
   ``message``, ``s_err`` and ``g_err`` instead of ``closed, status,
-  decrement``; they are properties of ``MLEResult`` now.)
+  decrement``; they are properties of ``MLEResult`` now. Version 2 lacked the
+  MCMC posterior summaries and ``rhat_max``, ``stop_reason``.)
 * ``/lrt/``: one row per (pair, likelihood): ``null_model, alt_model,
   likelihood`` (strings), ``dof``, ``statistic`` (lambda), ``pvalue``,
   ``converged`` (both fits converged without hitting the pole).
@@ -355,7 +363,8 @@ def fit_prepared(
     )
     with jax.enable_x64(True):
         results = tuple(
-            run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
+            run_method(name, data, settings, method_seed(seed, name), extend_chains=True)
+            for name in settings.names
         )
         comparison = compare_models(data.delta, data.templates, settings.likelihoods,
                                     max_iter=settings.mle_max_iter, tol=settings.mle_tol)

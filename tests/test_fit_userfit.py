@@ -127,7 +127,7 @@ def test_cli_end_to_end_writes_documented_outputs(cli_run, files, sky):
     assert res.seed == 3 and res.settings.mcmc_walkers == 16
     assert res.inputs[0] == f"map={files / 'delta.fits'}"
     with h5py.File(out / "fit.h5", "r") as f:
-        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 2
+        assert f.attrs["format"] == "hpcsys-fit" and f.attrs["format_version"] == 3
         assert f.attrs["hpcsys_version"] and f.attrs["seed"] == 3
         assert f["methods/0"].attrs["name"] == "OLS"
         assert f["methods/5/diagnostics"].attrs["converged"] in (True, False)

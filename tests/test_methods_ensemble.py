@@ -12,8 +12,8 @@ from hpcsys.config import MethodsSection
 from hpcsys.core.fit import fit_mle
 from hpcsys.core.likelihood import loglike, min_jacobian_factor
 from hpcsys.methods import run_method
+from hpcsys.methods.chains import autocorr_time as _autocorr
 from hpcsys.methods.ensemble import (
-    _autocorr,
     additive_logpost,
     additive_stats,
     combined_logpost,
@@ -183,17 +183,18 @@ def test_jax_chain_keeps_the_steps_emcee_keeps(steps: int, burn: int, thin: int)
     import jax
 
     from hpcsys.methods import ensemble as E
+    from hpcsys.methods import samplers as S
 
     data = synthetic_map(500, K=3, npix=600, a=[0.01, 0.0, -0.01], b=[0.02, 0.0, 0.01])
     chunks = E.pixel_chunks(data.delta, data.templates, 128)
     rng = np.random.default_rng(5)
     p0 = np.concatenate([rng.normal(0, 1e-3, (16, 6)), 0.3 + rng.normal(0, 1e-3, (16, 1))], axis=1)
     key = jax.random.PRNGKey(3)
-    buf, lbuf, acc, out = E._jax_chain(key, jnp.asarray(p0), chunks, E.combined_logpost,
+    buf, lbuf, acc, out = S._jax_chain(key, jnp.asarray(p0), chunks, E.combined_logpost,
                                        steps, burn, thin)
     pos, lp = jnp.asarray(p0), E.combined_logpost(jnp.asarray(p0), chunks)
     kept, kept_lp, acc_ref, out_ref = [], [], np.zeros(16, int), 0
-    step = jax.jit(lambda k, x, lx: E._stretch_step(k, x, lx, E.combined_logpost, chunks))
+    step = jax.jit(lambda k, x, lx: S._stretch_step(k, x, lx, E.combined_logpost, chunks))
     for i in range(steps):
         pos, lp, a, o = step(jax.random.fold_in(key, i), pos, lp)
         acc_ref += np.asarray(a)

@@ -31,7 +31,7 @@ T = TypeVar("T")
 #: ``format`` root attribute of an ``hpcsys fit`` result file.
 FIT_FORMAT = "hpcsys-fit"
 #: ``format_version`` root attribute.
-FIT_FORMAT_VERSION = 2
+FIT_FORMAT_VERSION = 3
 
 
 class FitFileError(ValueError):

@@ -106,6 +106,8 @@ class DiagnosticsArrays:
     acceptance_fraction: np.ndarray
     autocorr_time: np.ndarray
     effective_samples: np.ndarray
+    rhat_max: np.ndarray
+    stop_reason: np.ndarray
     hit_pole: np.ndarray
     wall_time: np.ndarray
     message: np.ndarray
@@ -116,7 +118,8 @@ class MethodArrays:
     """One method's results over a scenario's N realisations (K templates).
 
     ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std``: (N, K); ``cov``: (N, 2K, 2K);
-    ``sigma`` (N,). See :class:`hpcsys.methods.base.MethodResult` for meanings.
+    ``sigma`` (N,); MCMC posterior summaries ``a_median, b_median, a_ess, b_ess``
+    (N, K) and ``a_ci68, b_ci68, a_ci95, b_ci95`` (N, K, 2). See :class:`hpcsys.methods.base.MethodResult` for meanings.
     """
 
     name: str
@@ -132,6 +135,15 @@ class MethodArrays:
     b_mean: np.ndarray
     a_std: np.ndarray
     b_std: np.ndarray
+    # MCMC posterior summaries (issue 13, item 6)
+    a_median: np.ndarray
+    b_median: np.ndarray
+    a_ci68: np.ndarray
+    b_ci68: np.ndarray
+    a_ci95: np.ndarray
+    b_ci95: np.ndarray
+    a_ess: np.ndarray
+    b_ess: np.ndarray
 
 
 @dataclass(frozen=True)

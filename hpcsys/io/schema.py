@@ -1,4 +1,4 @@
-"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 2).
+"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 3).
 
 One HDF5 file per run, written by rank 0 only (no parallel HDF5), atomically
 (temporary name, then :func:`os.replace`). Read it with
@@ -30,7 +30,8 @@ String labels of each named axis: ``scenario``, ``method``, ``likelihood``,
 ``template``, ``estimator`` (``uncorrected`` then the methods), ``parameter``
 (``a_0 .. a_{K-1}, b_0 .. b_{K-1}``); ``theta_arcmin`` (the bin centres of
 w(theta), identical for all tasks: the scale of the angular-bin axis) and
-``word`` (``0 .. 3``, the seed-word axis); ``template2`` and ``parameter2``
+``word`` (``0 .. 3``, the seed-word axis), ``bound`` (``lower``, ``upper``:
+the ends of an interval); ``template2`` and ``parameter2``
 repeat the labels of ``template`` and ``parameter`` for the second axis of a
 square matrix (netCDF and xarray want distinct dimension names).
 
@@ -53,10 +54,13 @@ Groups and datasets
 
     ``methods/<name>/`` with attributes ``name``, ``model`` and datasets
     ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std`` (index, template),
+    the posterior summaries of the MCMC methods (``nan`` for the others)
+    ``a_median, b_median, a_ess, b_ess`` (index, template) and ``a_ci68,
+    b_ci68, a_ci95, b_ci95`` (index, template, bound),
     ``cov`` (index, parameter, parameter2), ``sigma`` (index) and the group
     ``diagnostics/``: ``converged``, ``n_iterations``, ``acceptance_fraction``,
-    ``autocorr_time``, ``effective_samples``, ``hit_pole``, ``wall_time``,
-    ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
+    ``autocorr_time``, ``effective_samples``, ``rhat_max``, ``stop_reason``,
+    ``hit_pole``, ``wall_time``, ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
     per-task files.
 
     ``mle/``: ``loglike, converged, hit_pole, s, g`` (index, fit_model,
@@ -76,7 +80,8 @@ Groups and datasets
 ``/tables/recovery/``
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
 
-Schema version 1 stored the axis names in a
+Schema version 2 lacked the MCMC posterior summaries (medians, intervals,
+ESS per parameter, R-hat, stop reason). Schema version 1 stored the axis names in a
 comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
 statistic as ``lrt/lambda`` and the method diagnostics flat in
 ``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with
@@ -87,6 +92,7 @@ from __future__ import annotations
 
 __all__ = [
     "AXES",
+    "BOUNDS",
     "DATASET_DIMS",
     "REALISATION_AXIS",
     "SCHEMA_VERSION",
@@ -97,7 +103,7 @@ __all__ = [
 ]
 
 #: Version of the layout; bump on any incompatible change.
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3
 
 #: Per-pixel fields that stay in per-task files and are not aggregated.
 SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})
@@ -112,7 +118,9 @@ REALISATION_AXIS: str = "index"
 #: Named axes whose dimension scales are root datasets of the same name.
 AXES: tuple[str, ...] = ("scenario", "method", "likelihood", "fit_model", "lrt_pair", "stage",
                          "template", "estimator", "parameter", "theta_arcmin", "word",
-                         "template2", "parameter2")
+                         "template2", "parameter2", "bound")
+#: Labels of the ``bound`` axis (the two ends of an interval).
+BOUNDS: tuple[str, ...] = ("lower", "upper")
 
 _R, _BIN = REALISATION_AXIS, "theta_arcmin"
 #: Axis names of the datasets under ``/scenarios/<scenario>/``, by path relative to
@@ -129,11 +137,14 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
     "w_remeasured": (_R, "method", _BIN),
     **{f"methods/*/{k}": (_R, "template") for k in
        ("a", "b", "a_err", "b_err", "a_mean", "b_mean", "a_std", "b_std")},
+    **{f"methods/*/{k}": (_R, "template") for k in ("a_median", "b_median", "a_ess", "b_ess")},
+    **{f"methods/*/{k}": (_R, "template", "bound") for k in
+       ("a_ci68", "b_ci68", "a_ci95", "b_ci95")},
     "methods/*/cov": (_R, "parameter", "parameter2"),
     "methods/*/sigma": (_R,),
     **{f"methods/*/diagnostics/{k}": (_R,) for k in
        ("converged", "n_iterations", "acceptance_fraction", "autocorr_time",
-        "effective_samples", "hit_pole", "wall_time", "message")},
+        "effective_samples", "rhat_max", "stop_reason", "hit_pole", "wall_time", "message")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood") for k in
        ("loglike", "converged", "hit_pole", "s", "g")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood", "template") for k in

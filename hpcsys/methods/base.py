@@ -59,6 +59,8 @@ class MethodDiagnostics:
     acceptance_fraction: float = float("nan")
     autocorr_time: float = float("nan")  # max over parameters, in steps
     effective_samples: float = float("nan")  # min over parameters
+    rhat_max: float = float("nan")  # split-R-hat over walker halves, max over parameters
+    stop_reason: str = ""  # why a chain stopped: fixed length, ESS target met, step cap
     hit_pole: bool = False  # a fit or sampler ran into 1 + b.t_p = 0
     wall_time: float = float("nan")  # seconds
     message: str = ""
@@ -76,14 +78,21 @@ class MethodResult:
         Contamination model the method assumes (``additive``, ``multiplicative``, ``combined``).
     a, b : ndarray, shape (K,)
         Point estimates in the original (unrotated) template basis; for MCMC the
-        maximum of the posterior refined to the MLE, never a median. Zero where
-        the model has no such term.
+        posterior mean. Zero where the model has no such term.
     a_err, b_err : ndarray, shape (K,)
-        1-sigma errors (``nan`` where not estimated).
+        1-sigma errors (``nan`` where not estimated); for MCMC the sandwich
+        (correlated-sky) errors of the posterior maximum, not the posterior std.
     cov : ndarray, shape (2K, 2K)
         Covariance of ``(a, b)``; ``nan`` blocks where not estimated.
     a_mean, b_mean, a_std, b_std : ndarray, shape (K,)
         Posterior mean and standard deviation (MCMC only; ``nan`` otherwise).
+    a_median, b_median : ndarray, shape (K,)
+        Posterior medians (MCMC only).
+    a_ci68, b_ci68, a_ci95, b_ci95 : ndarray, shape (K, 2)
+        Central posterior intervals ``(lower, upper)``: the 15.87/84.13 and
+        2.5/97.5 percentiles of the samples (MCMC only).
+    a_ess, b_ess : ndarray, shape (K,)
+        Effective sample size per parameter, ``W S / tau`` (MCMC only).
     sigma : float
         Fitted pixel scale ``s`` (``nan`` where not estimated).
     weights : ndarray, shape (Npix,)
@@ -108,10 +117,26 @@ class MethodResult:
     b_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
     a_std: np.ndarray = field(default_factory=lambda: np.empty(0))
     b_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # posterior summaries of the MCMC methods (issue 13, item 6); nan for the others
+    a_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
         K = self.a.shape[0]
-        nan = np.full(K, np.nan)
-        for name in ("a_mean", "b_mean", "a_std", "b_std"):
+        for name in _POSTERIOR_K:
             if getattr(self, name).shape != (K,):
-                object.__setattr__(self, name, nan.copy())
+                object.__setattr__(self, name, np.full(K, np.nan))
+        for name in _POSTERIOR_K2:
+            if getattr(self, name).shape != (K, 2):
+                object.__setattr__(self, name, np.full((K, 2), np.nan))
+
+
+#: Posterior summaries of shape (K,) and (K, 2): ``nan`` for methods that do not sample.
+_POSTERIOR_K = ("a_mean", "b_mean", "a_std", "b_std", "a_median", "b_median", "a_ess", "b_ess")
+_POSTERIOR_K2 = ("a_ci68", "b_ci68", "a_ci95", "b_ci95")
