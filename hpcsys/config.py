@@ -204,6 +204,12 @@ class MethodsSection:
         _positive,
     )
     isd_max_iter: int = _param(50, "Maximum ISD iterations.", _at_least(1))
+    isd_errors: str = _param(
+        "harmonic",
+        "Errors of the ISD binned means: ``harmonic`` (their covariance from the residual map's "
+        "own spectrum, docs/methods.rst) or ``independent`` (std/sqrt(n), pixels independent).",
+        _one_of("harmonic", "independent"),
+    )
     isd_n_bins: int = _param(
         10, "Equal-count template bins of the ISD 1-D fits (>= 5 for ISD-3).", _at_least(5)
     )
