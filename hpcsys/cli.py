@@ -408,7 +408,7 @@ def _chain_lines(result: FitResult) -> list[str]:
         d = r.diagnostics
         if not d.stop_reason:
             continue
-        out.append(f"{r.name}: {d.n_iterations} steps, {d.stop_reason}; min ESS "
+        out.append(f"{r.name}: {d.stop_reason}; min ESS "
                    f"{d.effective_samples:.0f}, max split-R-hat {d.rhat_max:.4f} "
                    f"({'converged' if d.converged else 'not converged'}); a, b = posterior mean, "
                    "errors = sandwich at the posterior maximum")
