@@ -206,7 +206,7 @@ def test_reader_errors_are_clear(tmp_path: Path) -> None:
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = 1
     with pytest.raises(ResultsFormatError, match=r"schema version 1, this hpcsys reads only "
-                                                 r"version 2 \(the layout changed"):
+                                                 rf"version {SCHEMA_VERSION} \(the layout changed"):
         open_results(path)
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION
