@@ -11,7 +11,7 @@ name in ``results.h5`` (:mod:`hpcsys.io.schema`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -106,11 +106,12 @@ class DiagnosticsArrays:
     acceptance_fraction: np.ndarray
     autocorr_time: np.ndarray
     effective_samples: np.ndarray
-    rhat_max: np.ndarray
-    stop_reason: np.ndarray
     hit_pole: np.ndarray
     wall_time: np.ndarray
     message: np.ndarray
+    # MCMC convergence (issue 13, item 6); empty when built by hand without them
+    rhat_max: np.ndarray = field(default_factory=lambda: np.empty(0))
+    stop_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 @dataclass(frozen=True)
@@ -135,15 +136,15 @@ class MethodArrays:
     b_mean: np.ndarray
     a_std: np.ndarray
     b_std: np.ndarray
-    # MCMC posterior summaries (issue 13, item 6)
-    a_median: np.ndarray
-    b_median: np.ndarray
-    a_ci68: np.ndarray
-    b_ci68: np.ndarray
-    a_ci95: np.ndarray
-    b_ci95: np.ndarray
-    a_ess: np.ndarray
-    b_ess: np.ndarray
+    # MCMC posterior summaries (issue 13, item 6); empty when built by hand without them
+    a_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass(frozen=True)
