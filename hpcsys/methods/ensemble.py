@@ -369,6 +369,30 @@ def _mcmc_refine(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection
     return best, mle, f"fit_mle refinement failed ({mle.message}); maximum = best sample"
 
 
+_DESIGNS: dict[bytes, Any] = {}  # fixed designs of the additive model: the templates of a run
+
+
+def _template_designs(templates: np.ndarray, geo: Any) -> Any:
+    """:func:`~hpcsys.measure.sandwich.transform_designs` of the fitting-basis templates, cached.
+
+    The templates (and so their transforms) are the same in every realisation
+    of a run, so MCMC-add transforms them once per process; keyed by a SHA-256
+    of the templates, footprint and NSIDE.
+    """
+    import hashlib
+
+    from hpcsys.measure.sandwich import transform_designs
+
+    h = hashlib.sha256(np.ascontiguousarray(templates).tobytes())
+    h.update(np.asarray(geo.pixels, dtype=np.int64).tobytes())
+    h.update(np.asarray([geo.nside, geo.lmax], dtype=np.int64).tobytes())
+    key = h.digest()
+    if key not in _DESIGNS:
+        _DESIGNS.clear()
+        _DESIGNS[key] = transform_designs(templates, geo)
+    return _DESIGNS[key]
+
+
 def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str) -> tuple[np.ndarray, str]:
     """Sandwich covariance of ``(a[, b])`` at the posterior maximum, in the original basis.
 
@@ -384,8 +408,10 @@ def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str) -> tuple[n
                          + ([np.arange(lay.size)[lay.b]] if lay.b is not None else []))
     m = idx.size
     geo = harmonic_geometry(setup.data.pixels, setup.data.nside)
+    designs = _template_designs(setup.basis.templates, geo) if lay.b is None else None
     try:
-        full = mle_covariance(theta_max, setup.delta, setup.basis.templates, model, "gaussian", geo)
+        full = mle_covariance(theta_max, setup.delta, setup.basis.templates, model, "gaussian", geo,
+                              designs)
     except np.linalg.LinAlgError as exc:
         return np.full((m, m), np.nan), f"sandwich failed ({exc}); errors nan"
     cov = full[np.ix_(idx, idx)]
