@@ -4,12 +4,13 @@ Times, in CPU seconds of this process (:func:`time.process_time`, robust to a
 crowded machine) and wall seconds, the pieces of the spatial jackknife of one
 task (:mod:`hpcsys.measure.jackknife`): the k-means regions (once per run),
 the OLS downdates, and the warm-started Newton deletions of every MLE fit of
-the model comparison (every fitted model x likelihood). The map is one
+the model comparison (every fitted model x likelihood) and the deletions of
+the methods (:func:`hpcsys.methods.deletions.method_deletions`). The map is one
 contaminated mock of the ``combined`` scenario at the config's NSIDE,
 footprint and K. The issue's target: the jackknife of all methods of one
 task (about 80 regions) under 25 s on one core at NSIDE 512, K = 25.
 
-    python benchmarks/bench_jackknife.py [--config C] [--regions 80] [--steps 2]
+    python benchmarks/bench_jackknife.py [--config C] [--regions 80] [--steps 1]
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "paper.yaml"))
     ap.add_argument("--regions", type=int, default=80)
-    ap.add_argument("--steps", type=int, default=2, help="Newton steps per MLE deletion")
+    ap.add_argument("--steps", type=int, default=1, help="Newton steps per MLE deletion")
+    ap.add_argument("--methods", nargs="*", default=["OLS", "ElasticNet", "ISD-1", "ISD-3"],
+                    help="methods whose deletions are timed (MCMC deletions are the MLE "
+                         "deletions of their model under the Gaussian likelihood)")
     args = ap.parse_args(argv)
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     regions = timed(f"regions (k-means, R = {args.regions}; once per run)", jackknife_regions,
                     fp.pixels, sky.nside, args.regions, seeds.rng(master, "synthetic", 0))
     timed("OLS downdates", ols_deletions, d, T, regions)
-    per_task = [rows[-1]]
+    per_task: list[tuple[str, float, float]] = []
     for model in FIT_MODELS:
         if not any(MODELS[model]):
             continue
@@ -83,12 +87,21 @@ def main(argv: list[str] | None = None) -> None:
             timed(f"MLE {model}/{lik} ({args.steps} Newton steps)", mle_deletions,
                   theta, d, T, model, lik, regions, n_steps=args.steps)
             per_task.append(rows[-1])
+    from hpcsys.methods import MapData, run_method
+    from hpcsys.methods.deletions import method_deletions
+
+    data = MapData(delta=d, templates=T, pixels=fp.pixels, nside=sky.nside,
+                   names=tuple(f"t{i}" for i in range(T.shape[0])))
+    for name in args.methods:
+        res = run_method(name, data, cfg.methods, seeds.seed_sequence(master, "method", 0, 0, 0))
+        timed(f"method {name} deletions", method_deletions, res, data, cfg.methods, regions)
+        per_task.append(rows[-1])
     print(f"\nJackknife at NSIDE {sky.nside}, K = {T.shape[0]}, {fp.pixels.size} pixels, "
           f"R = {args.regions} regions (config {args.config})")
     print(f"{'piece':<52s} {'CPU s':>8s} {'wall s':>8s}")
     for label, cpu, wall in rows:
         print(f"{label:<52s} {cpu:8.2f} {wall:8.2f}")
-    print(f"{'per task (OLS + every MLE fit, compiled)':<52s} "
+    print(f"{'per task (methods + every MLE fit, compiled)':<52s} "
           f"{sum(r[1] for r in per_task):8.2f} {sum(r[2] for r in per_task):8.2f}")
 
 

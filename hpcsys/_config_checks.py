@@ -94,6 +94,10 @@ def _at_least(n: int) -> Callable[[int], str | None]:
     return lambda v: None if v >= n else f"must be >= {n}, got {v}"
 
 
+def _greater_than(x: float) -> Callable[[float], str | None]:
+    return lambda v: None if v > x else f"must be > {x}, got {v}"
+
+
 # --------------------------------------------------------------------------- coercion
 
 

@@ -77,6 +77,11 @@ def _cross_checks(cfg: Config, mock_run: bool = True) -> None:
             f"methods.mcmc_burn_in: must be smaller than methods.mcmc_steps "
             f"({cfg.methods.mcmc_steps}), got {cfg.methods.mcmc_burn_in}"
         )
+    if cfg.methods.mcmc_max_steps < cfg.methods.mcmc_steps:
+        raise ConfigError(
+            f"methods.mcmc_max_steps: must be at least methods.mcmc_steps "
+            f"({cfg.methods.mcmc_steps}), got {cfg.methods.mcmc_max_steps}"
+        )
     for r in cfg.methods.elasticnet_l1_ratio:
         if not 0 < r <= 1:
             raise ConfigError(f"methods.elasticnet_l1_ratio: entries must be in (0, 1], got {r}")

@@ -411,6 +411,20 @@ def convergence_warnings(result: FitResult) -> list[str]:
     return out
 
 
+def _chain_lines(result: FitResult) -> list[str]:
+    """Length, stop reason and convergence of each MCMC chain (empty without MCMC methods)."""
+    out = []
+    for r in result.methods:
+        d = r.diagnostics
+        if not d.stop_reason:
+            continue
+        out.append(f"{r.name}: {d.stop_reason}; min ESS "
+                   f"{d.effective_samples:.0f}, max split-R-hat {d.rhat_max:.4f} "
+                   f"({'converged' if d.converged else 'not converged'}); a, b = posterior mean, "
+                   "errors = sandwich at the posterior maximum")
+    return ["", *out] if out else []
+
+
 def format_fit_summary(result: FitResult) -> str:
     """A short plain-text report of a :class:`FitResult`.
 
@@ -443,6 +457,7 @@ def format_fit_summary(result: FitResult) -> str:
             lines.append(f"{name if k == 0 else '':<22}{model if k == 0 else '':<16}"
                          f"{tname[:17]:<18}{cell(a[k], ae[k], aei[k]):>34}"
                          f"{cell(b[k], be[k], bei[k]):>34}")
+    lines += _chain_lines(result)
     t = result.lrt
     lines += ["", "tests of the nested models: Wald with the sandwich covariance (p, honest); "
               "likelihood ratio lambda (Berlfein+24 Eq. 19) with its Wilks p-value "

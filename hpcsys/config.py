@@ -34,6 +34,7 @@ from hpcsys._config_checks import (
     _at_least,
     _build_section,
     _fraction,
+    _greater_than,
     _non_negative,
     _one_of,
     _open_unit,
@@ -216,6 +217,12 @@ class MethodsSection:
         _positive,
     )
     isd_max_iter: int = _param(50, "Maximum ISD iterations.", _at_least(1))
+    isd_errors: str = _param(
+        "harmonic",
+        "Errors of the ISD binned means: ``harmonic`` (their covariance from the residual map's "
+        "own spectrum, docs/methods.rst) or ``independent`` (std/sqrt(n), pixels independent).",
+        _one_of("harmonic", "independent"),
+    )
     isd_n_bins: int = _param(
         10, "Equal-count template bins of the ISD 1-D fits (>= 5 for ISD-3).", _at_least(5)
     )
@@ -239,6 +246,15 @@ class MethodsSection:
     mcmc_steps: int = _param(600, "Steps per walker (including burn-in).", _at_least(2))
     mcmc_burn_in: int = _param(200, "Burn-in steps discarded.", _non_negative)
     mcmc_thin: int = _param(1, "Thinning of the stored chain.", _at_least(1))
+    mcmc_ess_target: float = _param(
+        400.0, "Effective samples per parameter (the smallest over parameters) a chain needs to "
+        "count as converged; ``hpcsys fit`` extends its chains until it is met.", _positive)
+    mcmc_rhat_max: float = _param(
+        1.01, "Largest split-R-hat (over walker halves and chain halves) of a converged chain.",
+        _greater_than(1.0))
+    mcmc_max_steps: int = _param(
+        20000, "Step cap (burn-in included) of the chain extension of ``hpcsys fit``; mock runs "
+        "always run ``mcmc_steps``.", _at_least(2))
 
 
 @dataclass(frozen=True)

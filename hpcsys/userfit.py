@@ -42,10 +42,15 @@ Conventions
   (inverse Hessian, ``s^2 (T T^T)^-1``) are ``a_err_indep``, ``b_err_indep``,
   ``cov_indep``, and the Wilks chi-square p-value of the likelihood ratio
   ``lambda`` is ``pvalue_indep``: on maps with large-scale structure they are
-  too small (docs/correlated_pixels.rst). Other methods' errors are their own
-  (ElasticNet none; ISD and MCMC as documented in :mod:`hpcsys.methods`).
+  too small (docs/correlated_pixels.rst). MCMC errors are the sandwich at the posterior maximum; ISD's as
+  documented in :mod:`hpcsys.methods`; ElasticNet has none here.
 * Everything is float64: ``lambda = 2 (lnL_alt - lnL_null)`` is the
   difference of the stored float64 maxima.
+* MCMC chains are extended past ``methods.mcmc_steps`` until every
+  parameter has ``methods.mcmc_ess_target`` effective samples and split-R-hat
+  at most ``methods.mcmc_rhat_max``, or until ``methods.mcmc_max_steps``;
+  ``diagnostics.stop_reason`` (printed) says which. Mock runs keep the fixed
+  ``mcmc_steps`` of the cost model.
 
 HDF5 layout (``format = "hpcsys-fit"``, ``format_version = 3``)
 ------------------------------------------------------------------
@@ -57,11 +62,13 @@ scalars and strings attributes, nested dataclasses groups):
   ``hpcsys_version``, ``seed``; dataset ``inputs`` (``role=path`` strings).
 * ``/methods/<i>/`` for each method run, in order: attributes ``name``,
   ``model``, ``sigma``; datasets ``a, b, a_err, b_err, a_mean, b_mean, a_std,
-  b_std, a_err_indep, b_err_indep`` (K), ``cov``, ``cov_indep`` (2K, 2K),
-  ``weights`` and ``corrected`` (footprint
+  b_std, a_err_indep, b_err_indep, a_median, b_median, a_ess, b_ess`` (K),
+  ``a_ci68, b_ci68, a_ci95, b_ci95`` (K, 2: lower, upper), ``cov``,
+  ``cov_indep`` (2K, 2K), ``weights`` and ``corrected`` (footprint
   pixels, order of ``/map/pixels``); group ``diagnostics`` (attributes
   ``converged, n_iterations, acceptance_fraction, autocorr_time,
-  effective_samples, hit_pole, wall_time, message``).
+  effective_samples, rhat_max, stop_reason, hit_pole, wall_time, message,
+  penalty, l1_ratio``).
 * ``/mle/<j>/`` for each (model, likelihood), models outer: the fields of
   :class:`MLEFit`: attributes ``model, likelihood, closed, s, g, loglike,
   converged, n_iter, hit_pole, status, decrement``; datasets
@@ -431,7 +438,8 @@ def fit_prepared(
     )
     with jax.enable_x64(True):
         results = tuple(
-            run_method(name, data, settings, method_seed(seed, name)) for name in settings.names
+            run_method(name, data, settings, method_seed(seed, name), extend_chains=True)
+            for name in settings.names
         )
         comparison = compare_models(data.delta, data.templates, settings.likelihoods,
                                     max_iter=settings.mle_max_iter, tol=settings.mle_tol,

@@ -48,10 +48,14 @@ def random_result(scenario: str, index: int, seed: int = 0) -> RealisationResult
             diagnostics=MethodDiagnostics(
                 converged=bool(rng.random() > 0.5), n_iterations=int(rng.integers(100)),
                 acceptance_fraction=float(rng.random()), hit_pole=False,
-                wall_time=float(rng.random()), message=f"msg {index}"),
+                wall_time=float(rng.random()), message=f"msg {index}",
+                rhat_max=float(1 + rng.random()), stop_reason=f"stop {index}"),
             a_mean=rng.normal(size=K) if name.startswith("MCMC") else np.empty(0),
             a_err_indep=rng.random(K) if name == "OLS" else np.empty(0),
             cov_indep=rng.normal(size=(2 * K, 2 * K)) if name == "OLS" else np.empty(0),
+            **({k: rng.normal(size=K) for k in ("a_median", "b_median", "a_ess", "b_ess")}
+               | {k: rng.normal(size=(K, 2)) for k in ("a_ci68", "b_ci68", "a_ci95", "b_ci95")}
+               if name.startswith("MCMC") else {}),
         )
         for m, name in enumerate(METHODS)
     )

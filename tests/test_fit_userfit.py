@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpcsys.cli import convergence_warnings, main
+from hpcsys.cli import convergence_warnings, format_fit_summary, main
 from hpcsys.config import METHOD_NAMES, WEIGHT_MAP_METHODS, Config, ConfigError
 from hpcsys.core.models import LRT_PAIRS
 from hpcsys.io.fitfile import FitFileError, write_fit_result
@@ -43,6 +43,7 @@ FAST = [
     "methods.mcmc_walkers=16",
     "methods.mcmc_steps=300",
     "methods.mcmc_burn_in=100",
+    "methods.mcmc_max_steps=2100",
     "methods.elasticnet_folds=3",
     "methods.elasticnet_l1_ratio=[0.5, 1.0]",
 ]
@@ -201,7 +202,8 @@ def test_lrt_table_is_eq19_of_the_stored_maxima(cli_run):
 def test_python_api_matches_cli_and_is_deterministic(sky, cli_run):
     obs, raw, mask = sky
     settings = Config().replace(**{"templates.n_templates": 3, "methods.mcmc_walkers": 16,
-                                   "methods.mcmc_steps": 300, "methods.mcmc_burn_in": 100}).methods
+                                   "methods.mcmc_steps": 300, "methods.mcmc_burn_in": 100,
+                                   "methods.mcmc_max_steps": 2100}).methods
     kw = dict(mask=mask, names=["t0", "t12:STARS", "t12:DUST"], methods=["OLS", "MCMC-add"],
               likelihoods=["gaussian"], settings=settings, seed=3)
     r1 = fit_maps(obs, raw, **kw)
@@ -354,3 +356,54 @@ def test_cli_counts_map_with_nested_mask_and_bad_template_pixels(sky, tmp_path):
     a_expect = A_TRUE * raw[:, m.pixels].std(axis=1) / raw[:, fp].std(axis=1)
     np.testing.assert_allclose(m.template_std, raw[:, m.pixels].std(axis=1), rtol=1e-12)
     assert np.all(np.abs(ols.a - a_expect) < 4 * ols.a_err), (ols.a, a_expect, ols.a_err)
+
+
+def test_mcmc_chains_report_and_store_their_convergence(cli_run):
+    """Every MCMC chain of the CLI run says why it stopped (printed and stored); the
+    posterior summaries are in the file with the documented shapes."""
+    out = cli_run[1]
+    res = read_fit_result(out / "fit.h5")
+    lines = format_fit_summary(res).splitlines()
+    for name in ("MCMC-add", "MCMC-comb"):
+        d = res.method(name).diagnostics
+        assert d.stop_reason.startswith(("ESS target and R-hat threshold met", "step cap reached"))
+        assert d.converged == d.stop_reason.startswith("ESS target")
+        assert 300 <= d.n_iterations <= 2100 and (d.n_iterations - 300) % 200 == 0
+        assert any(line.startswith(f"{name}: {d.stop_reason}") for line in lines)
+    comb = res.method("MCMC-comb")
+    assert np.all(comb.a_ci95[:, 0] < comb.a_median) and np.all(comb.a_median < comb.a_ci95[:, 1])
+    assert np.all(comb.b_ess >= comb.diagnostics.effective_samples)
+    assert np.all(np.isnan(res.method("OLS").a_ess))
+    with h5py.File(out / "fit.h5", "r") as f:
+        assert f["methods/5/a_ci95"].shape == (3, 2) and f["methods/5/b_ess"].shape == (3,)
+        assert f["methods/5/diagnostics"].attrs["stop_reason"] == comb.diagnostics.stop_reason
+        assert f["methods/5/diagnostics"].attrs["rhat_max"] == comb.diagnostics.rhat_max
+
+
+@pytest.mark.slow
+def test_default_fit_meets_its_ess_target():
+    """Default settings, K = 5 templates on a KiDS-like lognormal map at NSIDE 64 (1496
+    pixels, additive contamination): both chains are extended until every parameter has
+    ``methods.mcmc_ess_target`` effective samples and split-R-hat <= ``mcmc_rhat_max``."""
+    from _kids_mocks import kids_mocks
+
+    nside, K = 64, 5
+    fp, T, maps = kids_mocks(nside, 1, K)
+    npix = 12 * nside**2
+    obs = np.full(npix, hp.UNSEEN)
+    obs[fp.pixels] = next(maps) + np.array([0.02, 0.0, -0.01, 0.0, 0.01]) @ T
+    raw = np.zeros((K, npix))
+    raw[:, fp.pixels] = T
+    mask = np.zeros(npix)
+    mask[fp.pixels] = 1.0
+    res = fit_maps(obs, raw, mask=mask, methods=["MCMC-add", "MCMC-comb"], likelihoods=["gaussian"])
+    st = res.settings
+    assert st == dataclasses.replace(Config().methods, names=("MCMC-add", "MCMC-comb"),
+                                     likelihoods=("gaussian",))
+    for r in res.methods:
+        d = r.diagnostics
+        assert d.converged, d.message
+        assert d.stop_reason.startswith("ESS target and R-hat threshold met")
+        assert d.n_iterations <= st.mcmc_max_steps
+        ess = np.concatenate([r.a_ess, r.b_ess if r.model == "combined" else []])
+        assert np.all(ess >= st.mcmc_ess_target) and d.rhat_max <= st.mcmc_rhat_max

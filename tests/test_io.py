@@ -127,6 +127,14 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
                 ma = sc.methods[mname]
                 assert ma.model == rs[0].methods[m].model
                 np.testing.assert_array_equal(ma.a_mean, np.stack([r.methods[m].a_mean for r in rs]))
+                for fld in ("a_median", "b_median", "a_ess", "b_ess", "a_ci68", "b_ci68",
+                            "a_ci95", "b_ci95"):  # MCMC posterior summaries, nan elsewhere
+                    np.testing.assert_array_equal(
+                        getattr(ma, fld), np.stack([getattr(r.methods[m], fld) for r in rs]))
+                np.testing.assert_array_equal(
+                    ma.diagnostics.rhat_max, [r.methods[m].diagnostics.rhat_max for r in rs])
+                assert list(ma.diagnostics.stop_reason) == [
+                    r.methods[m].diagnostics.stop_reason for r in rs]
                 np.testing.assert_array_equal(
                     ma.diagnostics.converged, [r.methods[m].diagnostics.converged for r in rs])
                 assert list(ma.diagnostics.message) == [r.methods[m].diagnostics.message
@@ -151,6 +159,9 @@ def test_aggregated_file_stacks_tasks_in_index_order(tmp_path: Path) -> None:
         assert scales("scenarios/null/lrt/wald_pvalue") == [
             "/scenarios/null/index", "/lrt_pair", "/likelihood"]
         assert scales("scenarios/null/lrt/wald_dof") == ["/scenarios/null/index", "/lrt_pair"]
+        assert scales("scenarios/null/methods/MCMC-comb/a_ci95") == [
+            "/scenarios/null/index", "/template", "/bound"]
+        assert list(f["bound"].asstr()[()]) == ["lower", "upper"]
         assert "dims" not in f["scenarios/null/w_corrected"].attrs
         assert "weights" not in f["scenarios/null/methods/OLS"]
         assert "corrected" not in f["scenarios/null/methods/OLS"]

@@ -11,7 +11,7 @@ name in ``results.h5`` (:mod:`hpcsys.io.schema`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -112,6 +112,9 @@ class DiagnosticsArrays:
     message: np.ndarray
     penalty: np.ndarray
     l1_ratio: np.ndarray
+    # MCMC convergence (issue 13, item 6); empty when built by hand without them
+    rhat_max: np.ndarray = field(default_factory=lambda: np.empty(0))
+    stop_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,11 @@ class MethodArrays:
     """One method's results over a scenario's N realisations (K templates).
 
     ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std, a_err_indep, b_err_indep``:
-    (N, K); ``cov``, ``cov_indep``: (N, 2K, 2K); ``sigma`` (N,). See
-    :class:`hpcsys.methods.base.MethodResult` for meanings (``a_err``/``cov``
-    honest where the method has them, ``*_indep`` assume independent pixels).
+    (N, K); ``cov``, ``cov_indep``: (N, 2K, 2K); ``sigma`` (N,); MCMC posterior
+    summaries ``a_median, b_median, a_ess, b_ess`` (N, K) and ``a_ci68, b_ci68,
+    a_ci95, b_ci95`` (N, K, 2). See :class:`hpcsys.methods.base.MethodResult`
+    for meanings (``a_err``/``cov`` honest where the method has them,
+    ``*_indep`` assume independent pixels).
     """
 
     name: str
@@ -141,6 +146,15 @@ class MethodArrays:
     a_err_indep: np.ndarray
     b_err_indep: np.ndarray
     cov_indep: np.ndarray
+    # MCMC posterior summaries (issue 13, item 6); empty when built by hand without them
+    a_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from hpcsys.io.result_types import (
     TimingArrays,
 )
 from hpcsys.io.schema import (
+    BOUNDS,
     REALISATION_AXIS,
     SCHEMA_VERSION,
     SKIPPED_FIELDS,
@@ -203,7 +204,7 @@ def write_results(
         scales: dict[str, h5py.Dataset] = {}
         for k, v in (*dataclasses.asdict(coords).items(), ("estimator", coords.estimator),
                      ("parameter", coords.parameter), ("template2", coords.template),
-                     ("parameter2", coords.parameter)):
+                     ("parameter2", coords.parameter), ("bound", BOUNDS)):
             _write_strings(f, k, v)
             f[k].make_scale(k)
             scales[k] = f[k]

@@ -30,7 +30,8 @@ String labels of each named axis: ``scenario``, ``method``, ``likelihood``,
 ``template``, ``estimator`` (``uncorrected`` then the methods), ``parameter``
 (``a_0 .. a_{K-1}, b_0 .. b_{K-1}``); ``theta_arcmin`` (the bin centres of
 w(theta), identical for all tasks: the scale of the angular-bin axis) and
-``word`` (``0 .. 3``, the seed-word axis); ``template2`` and ``parameter2``
+``word`` (``0 .. 3``, the seed-word axis), ``bound`` (``lower``, ``upper``:
+the ends of an interval); ``template2`` and ``parameter2``
 repeat the labels of ``template`` and ``parameter`` for the second axis of a
 square matrix (netCDF and xarray want distinct dimension names).
 
@@ -53,12 +54,15 @@ Groups and datasets
 
     ``methods/<name>/`` with attributes ``name``, ``model`` and datasets
     ``a, b, a_err, b_err, a_mean, b_mean, a_std, b_std, a_err_indep,
-    b_err_indep`` (index, template), ``cov``, ``cov_indep`` (index,
-    parameter, parameter2), ``sigma`` (index) and the group
-    ``diagnostics/``: ``converged``, ``n_iterations``, ``acceptance_fraction``,
-    ``autocorr_time``, ``effective_samples``, ``hit_pole``, ``wall_time``,
-    ``penalty`` and ``l1_ratio`` (ElasticNet's cross-validated choice),
-    ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
+    b_err_indep`` (index, template), the posterior summaries of the MCMC
+    methods (``nan`` for the others) ``a_median, b_median, a_ess, b_ess``
+    (index, template) and ``a_ci68, b_ci68, a_ci95, b_ci95`` (index,
+    template, bound), ``cov``, ``cov_indep`` (index, parameter, parameter2),
+    ``sigma`` (index) and the group ``diagnostics/``: ``converged``,
+    ``n_iterations``, ``acceptance_fraction``, ``autocorr_time``,
+    ``effective_samples``, ``rhat_max``, ``stop_reason``, ``hit_pole``,
+    ``wall_time``, ``penalty`` and ``l1_ratio`` (ElasticNet's cross-validated
+    choice), ``message`` (index). Per-pixel maps (weights, corrected map) stay in the
     per-task files.
 
     ``mle/``: ``loglike, converged, hit_pole, s, g`` (index, fit_model,
@@ -87,7 +91,9 @@ Groups and datasets
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
 
 Schema version 2 had ``a_err``, ``b_err``, ``cov`` of OLS and the MLE fits
-from the independent-pixel formulas and no Wald test; version 1 stored the axis names in a
+from the independent-pixel formulas, no Wald test, no jackknife and no MCMC
+posterior summaries (medians, intervals, ESS per parameter, R-hat, stop
+reason); version 1 stored the axis names in a
 comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
 statistic as ``lrt/lambda`` and the method diagnostics flat in
 ``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with
@@ -98,6 +104,7 @@ from __future__ import annotations
 
 __all__ = [
     "AXES",
+    "BOUNDS",
     "DATASET_DIMS",
     "REALISATION_AXIS",
     "SCHEMA_VERSION",
@@ -123,7 +130,9 @@ REALISATION_AXIS: str = "index"
 #: Named axes whose dimension scales are root datasets of the same name.
 AXES: tuple[str, ...] = ("scenario", "method", "likelihood", "fit_model", "lrt_pair", "stage",
                          "template", "estimator", "parameter", "theta_arcmin", "word",
-                         "template2", "parameter2")
+                         "template2", "parameter2", "bound")
+#: Labels of the ``bound`` axis (the two ends of an interval).
+BOUNDS: tuple[str, ...] = ("lower", "upper")
 
 _R, _BIN = REALISATION_AXIS, "theta_arcmin"
 #: Axis names of the datasets under ``/scenarios/<scenario>/``, by path relative to
@@ -141,12 +150,16 @@ DATASET_DIMS: dict[str, tuple[str, ...]] = {
     **{f"methods/*/{k}": (_R, "template") for k in
        ("a", "b", "a_err", "b_err", "a_mean", "b_mean", "a_std", "b_std", "a_err_indep",
         "b_err_indep")},
+    **{f"methods/*/{k}": (_R, "template") for k in ("a_median", "b_median", "a_ess", "b_ess")},
+    **{f"methods/*/{k}": (_R, "template", "bound") for k in
+       ("a_ci68", "b_ci68", "a_ci95", "b_ci95")},
     "methods/*/cov": (_R, "parameter", "parameter2"),
     "methods/*/cov_indep": (_R, "parameter", "parameter2"),
     "methods/*/sigma": (_R,),
     **{f"methods/*/diagnostics/{k}": (_R,) for k in
        ("converged", "n_iterations", "acceptance_fraction", "autocorr_time",
-        "effective_samples", "hit_pole", "wall_time", "message", "penalty", "l1_ratio")},
+        "effective_samples", "rhat_max", "stop_reason", "hit_pole", "wall_time", "message",
+        "penalty", "l1_ratio")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood") for k in
        ("loglike", "converged", "hit_pole", "s", "g")},
     **{f"mle/{k}": (_R, "fit_model", "likelihood", "template") for k in

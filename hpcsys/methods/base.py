@@ -69,6 +69,8 @@ class MethodDiagnostics:
     acceptance_fraction: float = float("nan")
     autocorr_time: float = float("nan")  # max over parameters, in steps
     effective_samples: float = float("nan")  # min over parameters
+    rhat_max: float = float("nan")  # split-R-hat over walker halves, max over parameters
+    stop_reason: str = ""  # why a chain stopped: fixed length, ESS target met, step cap
     hit_pole: bool = False  # a fit or sampler ran into 1 + b.t_p = 0
     wall_time: float = float("nan")  # seconds
     message: str = ""
@@ -88,16 +90,24 @@ class MethodResult:
         Contamination model the method assumes (``additive``, ``multiplicative``, ``combined``).
     a, b : ndarray, shape (K,)
         Point estimates in the original (unrotated) template basis; for MCMC the
-        maximum of the posterior refined to the MLE, never a median. Zero where
-        the model has no such term.
+        posterior mean. Zero where the model has no such term.
     a_err, b_err : ndarray, shape (K,)
-        1-sigma errors (``nan`` where not estimated); for OLS the honest
-        (harmonic sandwich) errors, which hold on a correlated sky.
+        1-sigma errors (``nan`` where not estimated), the honest ones: for OLS
+        the harmonic sandwich errors, for MCMC the sandwich (correlated-sky)
+        errors of the posterior maximum (not the posterior std), for
+        ElasticNet in the mock pipeline its spatial jackknife.
     cov : ndarray, shape (2K, 2K)
         Covariance of ``(a, b)``; ``nan`` blocks where not estimated (OLS:
         the sandwich covariance).
     a_mean, b_mean, a_std, b_std : ndarray, shape (K,)
         Posterior mean and standard deviation (MCMC only; ``nan`` otherwise).
+    a_median, b_median : ndarray, shape (K,)
+        Posterior medians (MCMC only).
+    a_ci68, b_ci68, a_ci95, b_ci95 : ndarray, shape (K, 2)
+        Central posterior intervals ``(lower, upper)``: the 15.87/84.13 and
+        2.5/97.5 percentiles of the samples (MCMC only).
+    a_ess, b_ess : ndarray, shape (K,)
+        Effective sample size per parameter, ``W S / tau`` (MCMC only).
     sigma : float
         Fitted pixel scale ``s`` (``nan`` where not estimated).
     weights : ndarray, shape (Npix,)
@@ -131,12 +141,28 @@ class MethodResult:
     a_err_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
     b_err_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
     cov_indep: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # posterior summaries of the MCMC methods (issue 13, item 6); nan for the others
+    a_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_median: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci68: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ci95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    a_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_ess: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
         K = self.a.shape[0]
-        nan = np.full(K, np.nan)
-        for name in ("a_mean", "b_mean", "a_std", "b_std", "a_err_indep", "b_err_indep"):
+        for name in (*_POSTERIOR_K, "a_err_indep", "b_err_indep"):
             if getattr(self, name).shape != (K,):
-                object.__setattr__(self, name, nan.copy())
+                object.__setattr__(self, name, np.full(K, np.nan))
+        for name in _POSTERIOR_K2:
+            if getattr(self, name).shape != (K, 2):
+                object.__setattr__(self, name, np.full((K, 2), np.nan))
         if self.cov_indep.shape != (2 * K, 2 * K):
             object.__setattr__(self, "cov_indep", np.full((2 * K, 2 * K), np.nan))
+
+
+#: Posterior summaries of shape (K,) and (K, 2): ``nan`` for methods that do not sample.
+_POSTERIOR_K = ("a_mean", "b_mean", "a_std", "b_std", "a_median", "b_median", "a_ess", "b_ess")
+_POSTERIOR_K2 = ("a_ci68", "b_ci68", "a_ci95", "b_ci95")

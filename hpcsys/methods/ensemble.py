@@ -38,31 +38,39 @@ Likelihood evaluation (walkers ``W``, pixels ``N``, templates ``K``):
 Both are compiled once per shape and are tested equal to
 :func:`hpcsys.core.likelihood.loglike`.
 
-Start and point estimate: walkers start in a ball of ``0.1 x`` the MLE errors
-around the maximum-likelihood fit (:func:`hpcsys.core.fit.fit_mle`); after
-the chain, the best sample is refined by :func:`~hpcsys.core.fit.fit_mle` and
-that maximum is the point estimate (it feeds the likelihood-ratio test,
-Berlfein+24 Eq. 19, so it is never a median). ``a_err``, ``b_err`` and ``cov``
-are the posterior standard deviations and covariance of the samples (so
-``a_err == a_std``); ``a_mean``/``b_mean`` are posterior means.
+Start, point estimate and errors: walkers start in a ball of ``0.1 x`` the
+MLE errors around the maximum-likelihood fit (:func:`hpcsys.core.fit.fit_mle`).
+The point estimate ``a``, ``b`` is the **posterior mean** (the estimator of
+Berlfein+24 Section 3.3; it differs from the MLE where the posterior is skewed,
+e.g. near the pole ``1 + b.t_p = 0``); the median, the central 68 % / 95 %
+intervals and the standard deviation of the samples are reported beside it
+(``a_median``, ``a_ci68``, ``a_ci95``, ``a_std``). The posterior assumes
+independent pixels, so its width is not the scatter of the estimate on a
+correlated sky: ``a_err``, ``b_err`` and ``cov`` are the sandwich covariance
+(:func:`hpcsys.measure.sandwich.mle_covariance`) of the Gaussian-likelihood
+estimator at the posterior maximum (the best sample refined by
+:func:`~hpcsys.core.fit.fit_mle`), which the posterior mean shares to first
+order; ``a_mean +- a_err`` is the sandwich-adjusted interval.
 
-Diagnostics: acceptance fraction (mean over walkers, over all steps),
-integrated autocorrelation time (max over parameters,
-:func:`emcee.autocorr.integrated_time`, in steps), effective sample size
-(min over parameters, kept samples / tau), ``converged`` when the kept chain
-is longer than 50 tau, ``hit_pole`` when any proposal fell outside the domain
-(it was rejected).
+Diagnostics (:mod:`hpcsys.methods.chains`): acceptance fraction (mean over
+walkers, over all steps), integrated autocorrelation time (max over
+parameters, in steps), effective sample size per parameter (``a_ess``,
+``b_ess``; ``effective_samples`` the minimum over the sampled parameters and
+the reported coefficients), split-R-hat over walker halves and chain halves
+(``rhat_max``). ``converged`` when the minimum ESS reaches
+``methods.mcmc_ess_target`` and the maximum R-hat is at most
+``methods.mcmc_rhat_max``. Mock runs sample ``methods.mcmc_steps``;
+``hpcsys fit`` extends the chain until converged or ``methods.mcmc_max_steps``
+(``stop_reason`` says which). ``hit_pole`` when any proposal fell outside the
+domain (it was rejected).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
-import emcee
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,6 +82,8 @@ from hpcsys.core.likelihood import ParamLayout, param_layout
 from hpcsys.core.models import MODELS
 from hpcsys.methods._shared import FitBasis, MethodInputError, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
+from hpcsys.methods.chains import ChainSummary, summarise_samples
+from hpcsys.methods.samplers import SAMPLERS, ChainResult, child_seed, sample_emcee, sample_jax
 
 __all__ = [
     "AdditiveStats",
@@ -90,8 +100,6 @@ __all__ = [
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-#: Stretch-move scale of Goodman & Weare (emcee's default).
-STRETCH_A = 2.0
 #: Walkers start within this fraction of the MLE errors around the MLE.
 BALL_SCALE = 0.1
 #: Pixels per chunk of the combined-model likelihood.
@@ -204,161 +212,6 @@ def combined_logpost(theta: Array, chunks: PixelChunks) -> Array:
     return jnp.where((s > 0.0) & (fmin > 0.0), lnl, -jnp.inf)
 
 
-# --------------------------------------------------------------------------- samplers
-
-
-class ChainResult(NamedTuple):
-    """Kept samples of an ensemble run.
-
-    ``samples`` (S, W, P) and ``log_prob`` (S, W) after burn-in and thinning;
-    ``acceptance`` (W,) over all steps; ``n_outside`` proposals outside the
-    domain (all rejected); ``wall_time`` seconds of sampling.
-    """
-
-    samples: np.ndarray
-    log_prob: np.ndarray
-    acceptance: np.ndarray
-    n_outside: int
-    wall_time: float
-
-
-def _child(seed: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """The i-th child of ``seed`` (like ``spawn``, without mutating ``seed``)."""
-    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i),
-                                  pool_size=seed.pool_size)
-
-
-def sample_emcee(logpost, data, p0: np.ndarray, n_steps: int, burn_in: int, thin: int,
-                 seed: np.random.SeedSequence) -> ChainResult:
-    """Reference backend: :class:`emcee.EnsembleSampler`, one batched JAX call per half step.
-
-    Parameters
-    ----------
-    logpost : callable
-        ``logpost(theta (W, P), data) -> (W,)``, jit-compiled.
-    data : pytree
-        Second argument of ``logpost``.
-    p0 : ndarray, shape (W, P)
-        Initial walkers, all inside the domain.
-    n_steps, burn_in, thin : int
-    seed : numpy.random.SeedSequence
-        Seeds emcee's generator.
-
-    Returns
-    -------
-    ChainResult
-    """
-    n_outside = 0
-
-    def log_prob(coords: np.ndarray) -> np.ndarray:
-        nonlocal n_outside
-        out = np.asarray(logpost(jnp.asarray(coords), data))
-        n_outside += int(np.count_nonzero(~np.isfinite(out)))
-        return out
-
-    W, P = p0.shape
-    t0 = time.perf_counter()
-    sampler = emcee.EnsembleSampler(W, P, log_prob, vectorize=True,
-                                    moves=emcee.moves.StretchMove(a=STRETCH_A))
-    sampler.random_state = np.random.RandomState(np.random.MT19937(seed)).get_state()
-    sampler.run_mcmc(p0, n_steps, progress=False)
-    samples = sampler.get_chain(discard=burn_in, thin=thin)
-    lp = sampler.get_log_prob(discard=burn_in, thin=thin)
-    return ChainResult(np.asarray(samples), np.asarray(lp), np.asarray(sampler.acceptance_fraction),
-                       n_outside, time.perf_counter() - t0)
-
-
-def _stretch_half(key: Array, x: Array, lp: Array, c: Array, logpost, data):
-    """Stretch-move update of walkers ``x`` against the complementary set ``c`` (as emcee)."""
-    kz, kj, ku = jax.random.split(key, 3)
-    n, P = x.shape
-    z = ((STRETCH_A - 1.0) * jax.random.uniform(kz, (n,), dtype=x.dtype) + 1.0) ** 2 / STRETCH_A
-    j = jax.random.randint(kj, (n,), 0, c.shape[0])
-    prop = c[j] - (c[j] - x) * z[:, None]
-    lp_new = logpost(prop, data)
-    outside = ~jnp.isfinite(lp_new)
-    log_acc = (P - 1.0) * jnp.log(z) + lp_new - lp
-    accept = (jnp.log(jax.random.uniform(ku, (n,), dtype=x.dtype)) < log_acc) & ~outside
-    return (jnp.where(accept[:, None], prop, x), jnp.where(accept, lp_new, lp),
-            accept.astype(jnp.int32), jnp.sum(outside, dtype=jnp.int32))
-
-
-def _stretch_step(key: Array, pos: Array, lp: Array, logpost, data):
-    """One ensemble step: random red/blue split, then each half updated against the other.
-
-    The two half-updates run in a ``fori_loop`` so the program holds a single
-    copy of ``logpost`` (``W`` must be even).
-    """
-    W = pos.shape[0]
-    n = W // 2
-    kp, kh = jax.random.split(key)
-    perm = jax.random.permutation(kp, W)
-
-    def half(i, carry):
-        pos, lp, acc, out = carry
-        active = lax.dynamic_slice(perm, (i * n,), (n,))
-        other = lax.dynamic_slice(perm, ((1 - i) * n,), (n,))
-        x, lx, a, o = _stretch_half(jax.random.fold_in(kh, i), pos[active], lp[active], pos[other],
-                                    logpost, data)
-        return pos.at[active].set(x), lp.at[active].set(lx), acc.at[active].add(a), out + o
-
-    return lax.fori_loop(0, 2, half, (pos, lp, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32)))
-
-
-@partial(jax.jit, static_argnames=("logpost", "n_steps", "burn_in", "thin"))
-def _jax_chain(key: Array, p0: Array, data, logpost, n_steps: int, burn_in: int, thin: int):
-    """The whole chain as one program: a scan over the burn-in, then one over kept blocks.
-
-    Step ``i`` (0-based) is kept when ``i >= burn_in`` and ``(i - burn_in + 1) % thin == 0``,
-    the same samples as ``emcee``'s ``get_chain(discard=burn_in, thin=thin)``. The kept
-    samples are the outputs of the outer scan (written in place, once each) rather than a
-    buffer carried through every step, which XLA copied at each step (0.5 ms per step at
-    250 walkers x 51 parameters x 1200 kept samples). Step ``i`` uses the key
-    ``fold_in(key, i)`` either way, so the chain is the same.
-    """
-    W = p0.shape[0]
-    n_keep = (n_steps - burn_in) // thin
-    lp0 = logpost(p0, data)
-
-    def step(carry, i):
-        pos, lp, acc, out = carry
-        pos, lp, a, o = _stretch_step(jax.random.fold_in(key, i), pos, lp, logpost, data)
-        return (pos, lp, acc + a, out + o), None
-
-    carry = (p0, lp0, jnp.zeros(W, jnp.int32), jnp.zeros((), jnp.int32))
-    carry, _ = lax.scan(step, carry, jnp.arange(burn_in))
-
-    def block(carry, j):  # thin steps; the last one is kept
-        carry, _ = lax.scan(step, carry, burn_in + j * thin + jnp.arange(thin))
-        return carry, (carry[0], carry[1])
-
-    carry, (buf, lbuf) = lax.scan(block, carry, jnp.arange(n_keep))
-    # steps after the last kept one still count in the acceptance and outside tallies
-    (_, _, acc, out), _ = lax.scan(step, carry, jnp.arange(burn_in + n_keep * thin, n_steps))
-    return buf, lbuf, acc, out
-
-
-def sample_jax(logpost, data, p0: np.ndarray, n_steps: int, burn_in: int, thin: int,
-               seed: np.random.SeedSequence) -> ChainResult:
-    """Device-resident backend: the stretch-move chain as one compiled :func:`jax.lax.scan`.
-
-    Same arguments and result as :func:`sample_emcee`; ``seed`` gives the JAX key.
-    """
-    t0 = time.perf_counter()
-    key = jax.random.wrap_key_data(jnp.asarray(seed.generate_state(2, dtype=np.uint32)),
-                                   impl="threefry2x32")
-    if p0.shape[0] % 2:
-        raise MethodInputError(f"methods.mcmc_walkers: the jax backend needs an even number, got {p0.shape[0]}")
-    samples, lps, acc, outside = _jax_chain(key, jnp.asarray(p0), data, logpost,
-                                            int(n_steps), int(burn_in), int(thin))
-    samples = np.asarray(samples)
-    return ChainResult(samples, np.asarray(lps), np.asarray(acc) / n_steps, int(outside),
-                       time.perf_counter() - t0)
-
-
-_SAMPLERS = {"emcee": sample_emcee, "jax": sample_jax}
-
-
 # --------------------------------------------------------------------------- the methods
 
 
@@ -378,21 +231,10 @@ def _initial_ball(mle: MLEResult, logpost, data, W: int, rng: np.random.Generato
     raise RuntimeError("MCMC start: could not place the walkers inside the domain around the MLE")
 
 
-def _autocorr(samples: np.ndarray, thin: int) -> np.ndarray:
-    """Integrated autocorrelation time per parameter in steps (emcee's estimator, quiet)."""
-    log = logging.getLogger("emcee.autocorr")
-    level = log.level
-    log.setLevel(logging.ERROR)  # the short-chain warning is reported via ``converged``
-    try:
-        tau = emcee.autocorr.integrated_time(samples, quiet=True)
-    finally:
-        log.setLevel(level)
-    return np.asarray(tau, dtype=float) * thin
-
-
 class _MCMCSetup(NamedTuple):
     """Everything :func:`_run_mcmc` prepares before sampling."""
 
+    data: MapData
     delta: np.ndarray
     T: np.ndarray
     lay: ParamLayout
@@ -435,25 +277,81 @@ def _mcmc_setup(data: MapData, settings: MethodsSection, seed: np.random.SeedSeq
         logpost, pdata = combined_logpost, pixel_chunks(delta, Tf)
     d_j, T_j = jnp.asarray(delta), jnp.asarray(Tf)
     mle0 = fit_mle(d_j, T_j, model, "gaussian", max_iter=settings.mle_max_iter, tol=settings.mle_tol)
-    rng = np.random.default_rng(_child(seed, 0))
+    rng = np.random.default_rng(child_seed(seed, 0))
     p0 = _initial_ball(mle0, logpost, pdata, W, rng)
-    return _MCMCSetup(delta, T, lay, basis, logpost, pdata, d_j, T_j, mle0, p0)
+    return _MCMCSetup(data, delta, T, lay, basis, logpost, pdata, d_j, T_j, mle0, p0)
 
 
 def _mcmc_sample(setup: _MCMCSetup, settings: MethodsSection, seed: np.random.SeedSequence,
-                 name: str) -> ChainResult:
-    """Run the configured sampler from the initial ball."""
-    chain = _SAMPLERS[settings.mcmc_backend](setup.logpost, setup.pdata, setup.p0,
-                                             settings.mcmc_steps, settings.mcmc_burn_in,
-                                             settings.mcmc_thin, _child(seed, 1))
+                 name: str, extend: bool) -> tuple[ChainResult, int, str]:
+    """Run the configured sampler from the initial ball; with ``extend``, until converged.
+
+    Returns the chain, the steps run and why it stopped. Extension continues the
+    ensemble from its last kept state in blocks of ``mcmc_steps - mcmc_burn_in``
+    steps (one compiled program for the jax backend; block ``i`` seeded by child
+    ``2 + i`` of ``seed``) until :func:`_chain_converged` or until the next block
+    would pass ``methods.mcmc_max_steps``.
+    """
+    sampler = SAMPLERS[settings.mcmc_backend]
+    thin = settings.mcmc_thin
+    chain = sampler(setup.logpost, setup.pdata, setup.p0, settings.mcmc_steps,
+                    settings.mcmc_burn_in, thin, child_seed(seed, 1))
+    n_steps = settings.mcmc_steps
+    reason = f"fixed length: methods.mcmc_steps = {n_steps}"
+    if extend:
+        block = max(thin, (settings.mcmc_steps - settings.mcmc_burn_in) // thin * thin)
+        i = 0
+        while True:
+            if _chain_converged(setup, chain, settings)[0]:
+                reason = f"ESS target and R-hat threshold met after {n_steps} steps"
+                break
+            if n_steps + block > settings.mcmc_max_steps:
+                reason = (f"step cap reached: {n_steps} steps (methods.mcmc_max_steps = "
+                          f"{settings.mcmc_max_steps}), ESS target not met")
+                break
+            more = sampler(setup.logpost, setup.pdata, chain.samples[-1], block, 0, thin,
+                           child_seed(seed, 2 + i))
+            chain = ChainResult(
+                np.concatenate([chain.samples, more.samples]),
+                np.concatenate([chain.log_prob, more.log_prob]),
+                (chain.acceptance * n_steps + more.acceptance * block) / (n_steps + block),
+                chain.n_outside + more.n_outside, chain.wall_time + more.wall_time)
+            n_steps += block
+            i += 1
     if not np.all(np.isfinite(chain.log_prob)):
         raise RuntimeError(f"{name}: a kept sample lies outside the domain (sampler error)")
-    return chain
+    return chain, n_steps, reason
+
+
+def _coefficient_samples(setup: _MCMCSetup, samples: np.ndarray) -> np.ndarray:
+    """Flat samples ``(S W, m)`` of ``(a[, b])`` in the original template basis."""
+    lay, basis = setup.lay, setup.basis
+    flat = samples.reshape(-1, lay.size)
+    parts = [basis.coef_to_original(flat[:, lay.a])]
+    if lay.b is not None:
+        parts.append(basis.coef_to_original(flat[:, lay.b]))
+    return np.concatenate(parts, axis=1)
+
+
+def _chain_converged(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection
+                     ) -> tuple[bool, float, float, ChainSummary, ChainSummary]:
+    """ESS target and R-hat threshold, over the sampled parameters and the reported coefficients.
+
+    Returns ``(converged, min ESS, max R-hat, summary of the sampled parameters,
+    summary of the original-basis coefficients)``.
+    """
+    thin = settings.mcmc_thin
+    sampled = summarise_samples(chain.samples, thin)
+    coef = summarise_samples(chain.samples, thin, _coefficient_samples(setup, chain.samples))
+    ess = float(min(np.min(sampled.ess), np.min(coef.ess)))
+    rhat = float(max(np.max(sampled.rhat), np.max(coef.rhat)))
+    ok = bool(ess >= settings.mcmc_ess_target and rhat <= settings.mcmc_rhat_max)
+    return ok, ess, rhat, sampled, coef
 
 
 def _mcmc_refine(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection,
                  model: str) -> tuple[np.ndarray, MLEResult, str]:
-    """Point estimate: the best sample (or the MLE start, if better) refined to the maximum."""
+    """Posterior maximum: the best sample (or the MLE start, if better) refined by ``fit_mle``."""
     P = setup.lay.size
     flat = chain.samples.reshape(-1, P)
     flat_lp = chain.log_prob.reshape(-1)
@@ -468,39 +366,81 @@ def _mcmc_refine(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection
     # same function evaluated two ways: allow for rounding of a sum over N pixels
     if mle.converged and np.isfinite(mle.loglike) and mle.loglike >= best_lp - 1e-10 * abs(best_lp) - 1e-8:
         return np.asarray(mle.theta, dtype=float), mle, "maximum refined by fit_mle"
-    return best, mle, f"fit_mle refinement failed ({mle.message}); point estimate = best sample"
+    return best, mle, f"fit_mle refinement failed ({mle.message}); maximum = best sample"
 
 
-def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, theta_hat: np.ndarray,
-                    mle: MLEResult, msg: str, settings: MethodsSection, model: str, name: str,
-                    t0: float) -> MethodResult:
-    """Back to the original basis: estimates, posterior moments, diagnostics, corrected map."""
-    lay, basis, T, delta = setup.lay, setup.basis, setup.T, setup.delta
+_DESIGNS: dict[bytes, Any] = {}  # fixed designs of the additive model: the templates of a run
+
+
+def _template_designs(templates: np.ndarray, geo: Any) -> Any:
+    """:func:`~hpcsys.measure.sandwich.transform_designs` of the fitting-basis templates, cached.
+
+    The templates (and so their transforms) are the same in every realisation
+    of a run, so MCMC-add transforms them once per process; keyed by a SHA-256
+    of the templates, footprint and NSIDE.
+    """
+    import hashlib
+
+    from hpcsys.measure.sandwich import transform_designs
+
+    h = hashlib.sha256(np.ascontiguousarray(templates).tobytes())
+    h.update(np.asarray(geo.pixels, dtype=np.int64).tobytes())
+    h.update(np.asarray([geo.nside, geo.lmax], dtype=np.int64).tobytes())
+    key = h.digest()
+    if key not in _DESIGNS:
+        _DESIGNS.clear()
+        _DESIGNS[key] = transform_designs(templates, geo)
+    return _DESIGNS[key]
+
+
+def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str) -> tuple[np.ndarray, str]:
+    """Sandwich covariance of ``(a[, b])`` at the posterior maximum, in the original basis.
+
+    :func:`hpcsys.measure.sandwich.mle_covariance` of the Gaussian pixel
+    likelihood at ``theta_max`` (fitting basis), then ``diag(V, V) Sigma diag(V, V)^T``
+    back to the original templates. Falls back to ``nan`` (with the reason) where
+    the Hessian is singular there.
+    """
+    from hpcsys.measure.sandwich import harmonic_geometry, mle_covariance
+
+    lay, basis = setup.lay, setup.basis
+    idx = np.concatenate([np.arange(lay.size)[lay.a]]
+                         + ([np.arange(lay.size)[lay.b]] if lay.b is not None else []))
+    m = idx.size
+    geo = harmonic_geometry(setup.data.pixels, setup.data.nside)
+    designs = _template_designs(setup.basis.templates, geo) if lay.b is None else None
+    try:
+        full = mle_covariance(theta_max, setup.delta, setup.basis.templates, model, "gaussian", geo,
+                              designs)
+    except np.linalg.LinAlgError as exc:
+        return np.full((m, m), np.nan), f"sandwich failed ({exc}); errors nan"
+    cov = full[np.ix_(idx, idx)]
+    if basis.V is not None:
+        n_blocks = m // basis.V.shape[0]
+        Vb = np.kron(np.eye(n_blocks), basis.V)
+        cov = Vb @ cov @ Vb.T
+    if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) < 0):
+        return np.full((m, m), np.nan), "sandwich covariance not positive at the maximum; errors nan"
+    return 0.5 * (cov + cov.T), "errors: sandwich at the posterior maximum"
+
+
+def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, n_steps: int, reason: str,
+                    theta_max: np.ndarray, mle: MLEResult, msg: str, settings: MethodsSection,
+                    model: str, name: str, t0: float) -> MethodResult:
+    """Back to the original basis: posterior summaries, honest errors, diagnostics, corrected map."""
+    lay, T, delta = setup.lay, setup.T, setup.delta
     K, npix = T.shape
     W = settings.mcmc_walkers
     samples = chain.samples
-    flat = samples.reshape(-1, lay.size)
-    a_hat = basis.coef_to_original(theta_hat[lay.a])
-    a_s = basis.coef_to_original(flat[:, lay.a])
-    if lay.b is not None:
-        b_hat = basis.coef_to_original(theta_hat[lay.b])
-        b_s = basis.coef_to_original(flat[:, lay.b])
-        ab = np.concatenate([a_s, b_s], axis=1)
-    else:
-        b_hat = None
-        b_s = None
-        ab = a_s
-    cov_ab = np.atleast_2d(np.cov(ab, rowvar=False))
-    cov = np.full((2 * K, 2 * K), np.nan)
-    m = ab.shape[1]
-    cov[:m, :m] = cov_ab
-    std = np.sqrt(np.diag(cov_ab))
-    tau = _autocorr(samples, settings.mcmc_thin)
-    n_kept_steps = samples.shape[0] * settings.mcmc_thin
-    ess = samples.shape[0] * samples.shape[1] * settings.mcmc_thin / tau
-    tau_max = float(np.max(tau))
-    converged = bool(n_kept_steps > 50 * tau_max)
+    converged, ess_min, rhat_max, sampled, coef = _chain_converged(setup, chain, settings)
     has_b = MODELS[model][1]
+    m = coef.mean.size
+    a_hat = coef.mean[:K]
+    b_hat = coef.mean[K:] if has_b else None
+    cov = np.full((2 * K, 2 * K), np.nan)
+    honest, cov_msg = _honest_cov(setup, theta_max, model)
+    cov[:m, :m] = honest
+    err = np.sqrt(np.diag(honest))
     hit_pole = bool(has_b and (chain.n_outside > 0 or mle.hit_pole or setup.mle0.hit_pole))
     b_for_map = np.zeros(K) if b_hat is None else b_hat
     factor = 1.0 + b_for_map @ T
@@ -508,38 +448,46 @@ def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, theta_hat: np.ndarray
     weights = 1.0 / factor if has_b else None
     diag = MethodDiagnostics(
         converged=converged,
-        n_iterations=settings.mcmc_steps,
+        n_iterations=n_steps,
         acceptance_fraction=float(np.mean(chain.acceptance)),
-        autocorr_time=tau_max,
-        effective_samples=float(np.min(ess)),
+        autocorr_time=float(max(np.max(sampled.tau), np.max(coef.tau))),
+        effective_samples=ess_min,
+        rhat_max=rhat_max,
         hit_pole=hit_pole,
         wall_time=time.perf_counter() - t0,
-        message=(f"backend={settings.mcmc_backend} walkers={W} steps={settings.mcmc_steps} "
-                 f"kept={samples.shape[0]}x{W}; {msg}; {chain.n_outside} proposals outside "
-                 f"the domain rejected; sampling {chain.wall_time:.2f}s; "
-                 f"{'chain > 50 tau' if converged else 'chain shorter than 50 tau'}"),
+        stop_reason=reason,
+        message=(f"backend={settings.mcmc_backend} walkers={W} steps={n_steps} "
+                 f"kept={samples.shape[0]}x{W}; {reason}; min ESS {ess_min:.0f} (target "
+                 f"{settings.mcmc_ess_target:g}), max split-R-hat {rhat_max:.4f} (max "
+                 f"{settings.mcmc_rhat_max:g}): {'converged' if converged else 'NOT converged'}; "
+                 f"point estimate = posterior mean; {msg}; {cov_msg}; {chain.n_outside} "
+                 f"proposals outside the domain rejected; sampling {chain.wall_time:.2f}s"),
     )
-    post = {"a_mean": a_s.mean(axis=0), "a_std": std[:K]}
-    if b_s is not None:
-        post.update(b_mean=b_s.mean(axis=0), b_std=std[K:])
+    post = {"a_mean": coef.mean[:K], "a_std": coef.std[:K], "a_median": coef.median[:K],
+            "a_ci68": coef.ci68[:K], "a_ci95": coef.ci95[:K], "a_ess": coef.ess[:K]}
+    if has_b:
+        post.update(b_mean=coef.mean[K:], b_std=coef.std[K:], b_median=coef.median[K:],
+                    b_ci68=coef.ci68[K:], b_ci95=coef.ci95[K:], b_ess=coef.ess[K:])
     return make_result(
         name, model, K, npix, corrected, diag,
-        a=a_hat, b=b_hat, a_err=std[:K], b_err=std[K:] if b_s is not None else None,
-        cov=cov, sigma=float(theta_hat[lay.s]), weights=weights, **post,
+        a=a_hat, b=b_hat, a_err=err[:K], b_err=err[K:] if has_b else None,
+        cov=cov, sigma=float(sampled.mean[lay.s]), weights=weights, **post,
     )
 
 
 def _run_mcmc(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence,
-              model: str, name: str) -> MethodResult:
-    """Set up, sample, refine the point estimate, summarise (one MCMC method)."""
+              model: str, name: str, extend: bool) -> MethodResult:
+    """Set up, sample (extending if asked), find the maximum, summarise (one MCMC method)."""
     t0 = time.perf_counter()
     setup = _mcmc_setup(data, settings, seed, model, name)
-    chain = _mcmc_sample(setup, settings, seed, name)
-    theta_hat, mle, msg = _mcmc_refine(setup, chain, settings, model)
-    return _mcmc_summarise(setup, chain, theta_hat, mle, msg, settings, model, name, t0)
+    chain, n_steps, reason = _mcmc_sample(setup, settings, seed, name, extend)
+    theta_max, mle, msg = _mcmc_refine(setup, chain, settings, model)
+    return _mcmc_summarise(setup, chain, n_steps, reason, theta_max, mle, msg, settings, model,
+                           name, t0)
 
 
-def run_mcmc_add(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence) -> MethodResult:
+def run_mcmc_add(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence, *,
+                 extend: bool = False) -> MethodResult:
     """MCMC-add: ensemble sampling of ``(a, s)`` of the additive model (Berlfein+24 Eqs. 11, 17).
 
     Parameters
@@ -547,23 +495,31 @@ def run_mcmc_add(data: MapData, settings: MethodsSection, seed: np.random.SeedSe
     data : MapData
     settings : MethodsSection
         Uses ``pca``, ``mcmc_backend``, ``mcmc_walkers``, ``mcmc_steps``,
-        ``mcmc_burn_in``, ``mcmc_thin``, ``mle_max_iter``, ``mle_tol``.
+        ``mcmc_burn_in``, ``mcmc_thin``, ``mcmc_ess_target``, ``mcmc_rhat_max``,
+        ``mcmc_max_steps`` (with ``extend``), ``mle_max_iter``, ``mle_tol``.
     seed : numpy.random.SeedSequence
-        All randomness (initial ball, sampler).
+        All randomness (initial ball, sampler, extension blocks).
+    extend : bool
+        Extend the chain past ``mcmc_steps`` until the ESS target and the R-hat
+        threshold are met or ``mcmc_max_steps`` is reached (``hpcsys fit``);
+        the mock pipeline runs the fixed length, as the cost model assumes.
 
     Returns
     -------
     MethodResult
-        ``a`` = refined posterior maximum, ``a_err``/``cov`` posterior,
-        ``corrected = delta - a.t``.
+        ``a`` = posterior mean; ``a_median``, ``a_ci68``, ``a_ci95``, ``a_std``,
+        ``a_ess`` the other posterior summaries; ``a_err``/``cov`` the sandwich
+        covariance at the posterior maximum; ``corrected = delta - a.t``;
+        ``diagnostics.stop_reason`` says why the chain stopped.
     """
-    return _run_mcmc(data, settings, seed, "additive", "MCMC-add")
+    return _run_mcmc(data, settings, seed, "additive", "MCMC-add", extend)
 
 
-def run_mcmc_comb(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence) -> MethodResult:
+def run_mcmc_comb(data: MapData, settings: MethodsSection, seed: np.random.SeedSequence, *,
+                  extend: bool = False) -> MethodResult:
     """MCMC-comb: ensemble sampling of ``(a, b, s)`` of the combined model (Eqs. 13, 17).
 
     See :func:`run_mcmc_add`. ``corrected = (delta - a.t)/(1 + b.t)`` and
-    ``weights = 1/(1 + b.t)``.
+    ``weights = 1/(1 + b.t)`` with the posterior means ``a``, ``b``.
     """
-    return _run_mcmc(data, settings, seed, "combined", "MCMC-comb")
+    return _run_mcmc(data, settings, seed, "combined", "MCMC-comb", extend)

@@ -74,7 +74,7 @@ def get_method(name: str) -> Method:
 
 
 def run_method(name: str, data: MapData, settings: MethodsSection,
-               seed: np.random.SeedSequence) -> MethodResult:
+               seed: np.random.SeedSequence, *, extend_chains: bool = False) -> MethodResult:
     """Validate the input and run one method.
 
     Parameters
@@ -84,6 +84,9 @@ def run_method(name: str, data: MapData, settings: MethodsSection,
     data : MapData
     settings : MethodsSection
     seed : numpy.random.SeedSequence
+    extend_chains : bool
+        MCMC methods only: extend the chain until converged or
+        ``methods.mcmc_max_steps`` (``hpcsys fit``); ignored by the others.
 
     Returns
     -------
@@ -101,4 +104,10 @@ def run_method(name: str, data: MapData, settings: MethodsSection,
     if not isinstance(seed, np.random.SeedSequence):
         raise MethodInputError(f"seed: expected a numpy.random.SeedSequence, got {type(seed).__name__}")
     check_map_data(data)
+    if extend_chains and name in _SAMPLING_METHODS:
+        return method(data, settings, seed, extend=True)
     return method(data, settings, seed)
+
+
+#: Methods whose chains ``run_method(..., extend_chains=True)`` extends.
+_SAMPLING_METHODS = ("MCMC-add", "MCMC-comb")
