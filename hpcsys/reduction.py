@@ -7,11 +7,13 @@ Inputs are the per-scenario arrays of an aggregated results file
 * Table 2 (:func:`table2`): rejection fractions of the likelihood-ratio tests
   (Berlfein+24 Eq. 19) with binomial errors, both with Wilks' chi-square
   p-values (assumes independent pixels) and mock-calibrated against the
-  empirical distribution of lambda in the ``null`` scenario
-  (``p = (1 + #{lambda_null >= lambda}) / (1 + M)``, leave-one-out for the null
-  scenario itself), the calibrated alternative of docs/correlated_pixels.rst. With M
-  null realisations no p-value is below 1/(M + 1): the calibrated test can only
-  reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
+  run's calibration set (:mod:`hpcsys.calibration`: null mocks of their own
+  random streams, never the evaluated realisations;
+  ``p = (1 + #{lambda_cal >= lambda}) / (1 + M)``), the calibrated alternative
+  of docs/correlated_pixels.rst. Each cell is a size where the scenario's
+  model is nested in the test's null model (:func:`null_true`), else a power.
+  With M calibration mocks no p-value is below 1/(M + 1): the calibrated test
+  can only reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
 * Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
   (Berlfein+24 Eqs. 25-26) with the mock-to-mock covariance of ``w_true``
   (Hartlap-corrected inverse): errors from the mock ensemble, not the likelihood.
@@ -32,6 +34,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from hpcsys.calibration import calibration_source
 from hpcsys.core.models import MODELS
 from hpcsys.core.stats import (
     amplitude_fit,
@@ -40,12 +43,17 @@ from hpcsys.core.stats import (
     hartlap_inverse,
     sample_covariance,
 )
-from hpcsys.io import RecoveryTable, ResultsFile, ScenarioData, Table2, Table3
+from hpcsys.io import (
+    CalibrationData,
+    RecoveryTable,
+    ResultsFile,
+    ScenarioData,
+    Table2,
+    Table3,
+)
 
-__all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "reduce_run", "table2", "table3"]
+__all__ = ["compute_tables", "null_true", "recovery_table", "reduce_run", "table2", "table3"]
 
-#: Scenario whose lambda distribution calibrates the tests of Table 2.
-NULL_SCENARIO = "null"
 _Z95 = 1.959963984540054
 
 
@@ -53,9 +61,21 @@ def _as_f64(x: object) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def null_true(scenario: str, pair: str) -> bool:
+    """Whether the scenario's contamination model is nested in the null model of ``pair``.
+
+    Then the test's null hypothesis holds and its rejection fraction is a size;
+    otherwise it is a power.
+    """
+    null = pair.split("/")[0]
+    sa, sb = MODELS[scenario]
+    na, nb = MODELS[null]
+    return (na or not sa) and (nb or not sb)
+
+
 def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
            likelihoods: Sequence[str], alpha: float,
-           null_scenario: str = NULL_SCENARIO) -> Table2:
+           calibration: CalibrationData | None = None) -> Table2:
     """Rejection fractions of the LRT null models (Berlfein+24 Table 2).
 
     Parameters
@@ -65,56 +85,69 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
         Labels of the ``lrt_pair`` and ``likelihood`` axes.
     alpha : float
         Test level.
-    null_scenario : str
-        Scenario giving the empirical null distribution (absent: calibrated
-        columns are ``nan``).
+    calibration : CalibrationData, optional
+        The run's calibration set (:mod:`hpcsys.calibration`); absent or empty:
+        the calibrated columns are ``nan``. Its scenario axis must contain
+        every scenario of ``data``.
 
     Returns
     -------
     Table2
-        Fractions over the realisations with a finite lambda.
+        Fractions over the realisations with a finite lambda; calibrated
+        p-values ``(1 + #{lambda_cal >= lambda}) / (1 + M)`` over the finite
+        calibration values of the same (scenario, test, likelihood) cell.
     """
     scen = tuple(data)
     S, Q, L = len(scen), len(lrt_pairs), len(likelihoods)
     frac_wilks, err_wilks, frac_cal, err_cal = (np.full((S, Q, L), np.nan) for _ in range(4))
-    crit = np.full((Q, L), np.nan)
-    null = data.get(null_scenario)
+    crit = np.full((S, Q, L), np.nan)
+    cal_wilks, cal_wilks_err = np.full((Q, L), np.nan), np.full((Q, L), np.nan)
+    M = 0 if calibration is None else calibration.n_calibration
+    if M:
+        missing = [s for s in scen if s not in calibration.scenarios]
+        if missing:
+            raise ValueError(f"calibration set lacks scenario(s) {', '.join(missing)}")
     with jax.enable_x64(True):
-        if null is not None:
-            for q in range(Q):
+        if M:
+            for q, pair in enumerate(lrt_pairs):
+                if pair.split("/")[0] != "null":
+                    continue
                 for li in range(L):
-                    lam0 = null.lrt.statistic[:, q, li]
-                    lam0 = lam0[np.isfinite(lam0)]
-                    if lam0.size:
-                        crit[q, li] = np.quantile(lam0, 1.0 - alpha)
+                    pv = calibration.null_pvalue[:, q, li]
+                    pv = pv[np.isfinite(pv)]
+                    if pv.size:
+                        f, e = binomial_fraction(int(np.sum(pv < alpha)), pv.size)
+                        cal_wilks[q, li], cal_wilks_err[q, li] = float(f), float(e)
         for s, name in enumerate(scen):
             lam, pval = data[name].lrt.statistic, data[name].lrt.pvalue
+            cs = calibration.scenarios.index(name) if M else -1
             for q in range(Q):
                 for li in range(L):
                     ok = np.isfinite(lam[:, q, li])
                     n = int(ok.sum())
+                    lam0 = calibration.statistic[:, cs, q, li] if M else np.empty(0)
+                    lam0 = lam0[np.isfinite(lam0)]
+                    if lam0.size:
+                        crit[s, q, li] = np.quantile(lam0, 1.0 - alpha)
                     if n == 0:
                         continue
                     k = int(np.sum(pval[ok, q, li] < alpha))
                     f, e = binomial_fraction(k, n)
                     frac_wilks[s, q, li], err_wilks[s, q, li] = float(f), float(e)
-                    if null is not None:
-                        lam0 = null.lrt.statistic[:, q, li]
-                        x = lam[ok, q, li]
-                        if name == null_scenario:  # leave-one-out: a draw is not its own null
-                            keep = ~np.eye(lam0.shape[0], dtype=bool)[ok]
-                            p_emp = np.array([float(empirical_pvalue(xi, lam0[k]))
-                                              for xi, k in zip(x, keep)])
-                        else:
-                            p_emp = _as_f64(empirical_pvalue(x, lam0))
+                    if lam0.size:
+                        p_emp = _as_f64(empirical_pvalue(lam[ok, q, li], lam0))
                         f, e = binomial_fraction(int(np.sum(p_emp <= alpha)), n)
                         frac_cal[s, q, li], err_cal[s, q, li] = float(f), float(e)
     return Table2(
         scenarios=scen, lrt_pairs=tuple(lrt_pairs), likelihoods=tuple(likelihoods),
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
-        alpha=float(alpha), null_scenario=null_scenario if null is not None else "",
+        alpha=float(alpha), n_calibration=int(M),
         critical_lambda=crit, fraction_wilks=frac_wilks, error_wilks=err_wilks,
-        fraction_calibrated=frac_cal, error_calibrated=err_cal)
+        fraction_calibrated=frac_cal, error_calibrated=err_cal,
+        calibration_source=tuple(calibration_source(p) for p in lrt_pairs),
+        null_true=np.array([[null_true(s, p) for p in lrt_pairs] for s in scen],
+                           dtype=bool).reshape(S, Q),
+        calibration_wilks_fraction=cal_wilks, calibration_wilks_error=cal_wilks_err)
 
 
 def _mean_err(x: np.ndarray) -> tuple[float, float]:
@@ -227,7 +260,7 @@ def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, Reco
     """
     data = {s: res.scenario(s) for s in res.scenarios}
     return (
-        table2(data, res.lrt_pairs, res.likelihoods, alpha),
+        table2(data, res.lrt_pairs, res.likelihoods, alpha, res.calibration()),
         table3(data, res.method_names),
         recovery_table(data, res.method_names, len(res.coords.template)),
     )
@@ -319,6 +352,7 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
         read_task,
         task_path,
         task_status,
+        write_calibration,
         write_results,
         write_tables,
     )
@@ -363,6 +397,7 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
                            f"--resume to redo the task") from None
         with h5py.File(p, "r") as f:
             hosts.append(str(f.attrs.get("host", "")))
+    calibration = _read_calibration(run_dir, config, h)
     info = {}
     if (run_dir / INFO_FILE).is_file():
         info = json.loads((run_dir / INFO_FILE).read_text())
@@ -387,6 +422,8 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
     try:
         with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
             write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
+            if calibration is not None:
+                write_calibration(tmp, calibration)
             with open_results(tmp) as res:
                 t2, t3, rec = compute_tables(
                     res, alpha=config.analysis.alpha if alpha is None else alpha)
@@ -394,3 +431,50 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
     except DiskFullError as exc:  # name the file the user knows, not its temporary
         raise DiskFullError(exc.errno, f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     return path
+
+
+def _read_calibration(run_dir: Path, config: Any, cfg_hash: str) -> CalibrationData | None:
+    """Stack the calibration task files of a run (None when it has no calibration set).
+
+    Raises
+    ------
+    RunError
+        Some calibration tasks are missing, incomplete or of another
+        configuration, or they were computed at different bootstrap points.
+    """
+    from hpcsys.calibration import (
+        BOOTSTRAP_MODELS,
+        CalibrationResult,
+        calibration_path,
+        same_points,
+    )
+    from hpcsys.io import TaskFileError, read_task, task_status
+    from hpcsys.rundir import RunError
+
+    M = config.analysis.calibration_realisations
+    if M == 0:
+        return None
+    paths = [calibration_path(run_dir, j) for j in range(M)]
+    missing = [p for p in paths if not task_status(p).complete]
+    if missing:
+        raise RunError(f"{run_dir}: {len(missing)} of {M} calibration tasks missing or "
+                       f"incomplete ({', '.join(p.name for p in missing[:5])}"
+                       f"{', ...' if len(missing) > 5 else ''}); run again with --resume")
+    try:
+        recs = [read_task(p, CalibrationResult, cfg_hash=cfg_hash) for p in paths]
+    except TaskFileError as exc:
+        raise RunError(str(exc)) from None
+    a0, b0 = recs[0].bootstrap_a, recs[0].bootstrap_b
+    stale = [p.name for p, r in zip(paths, recs)
+             if not (same_points(r.bootstrap_a, a0) and same_points(r.bootstrap_b, b0))]
+    if stale:
+        raise RunError(f"{run_dir}: calibration tasks {', '.join(stale[:5])} were computed at "
+                       f"other bootstrap points than {paths[0].name}; delete them and run "
+                       f"again with --resume")
+    return CalibrationData(
+        scenarios=tuple(config.run.scenarios), bootstrap_models=BOOTSTRAP_MODELS,
+        index=np.array([r.index for r in recs], dtype=np.int64),
+        seed_words=np.stack([r.seed_words for r in recs]),
+        statistic=np.stack([r.statistic for r in recs]),
+        null_pvalue=np.stack([r.null_pvalue for r in recs]),
+        bootstrap_a=np.asarray(a0, dtype=float), bootstrap_b=np.asarray(b0, dtype=float))

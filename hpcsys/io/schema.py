@@ -1,4 +1,4 @@
-"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 2).
+"""Layout of the aggregated results file ``RUN_DIR/results.h5`` (schema version 3).
 
 One HDF5 file per run, written by rank 0 only (no parallel HDF5), atomically
 (temporary name, then :func:`os.replace`). Read it with
@@ -67,6 +67,17 @@ Groups and datasets
     (index, lrt_pair): Berlfein+24 Eq. 19 and its Wilks p-value.
 
     ``timings/``: ``stage_seconds`` (index, stage), ``peak_memory_mb`` (index).
+``/calibration/`` (when ``analysis.calibration_realisations`` > 0)
+    The calibration set of Table 2 (:mod:`hpcsys.calibration`,
+    :class:`hpcsys.io.CalibrationData`): attribute ``n_calibration`` (M);
+    scales ``calibration_index`` (M: the index j of the calibration streams)
+    and ``bootstrap_model`` (the free null models, ``additive``,
+    ``multiplicative``); ``scenario_label`` (the scenario axis);
+    ``seed_words`` (calibration_index, word); ``statistic``
+    (calibration_index, scenario, lrt_pair, likelihood): the calibration lambda
+    of each cell; ``null_pvalue`` (calibration_index, lrt_pair, likelihood):
+    Wilks p-values on the exact null mocks; ``bootstrap_a``, ``bootstrap_b``
+    (scenario, bootstrap_model, template): the bootstrap points.
 ``/tables/table2/``
     Rejection fraction of each null model (Berlfein+24 Table 2): see
     :class:`hpcsys.io.tables.Table2`.
@@ -76,7 +87,9 @@ Groups and datasets
 ``/tables/recovery/``
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
 
-Schema version 1 stored the axis names in a
+Schema version 3 added ``/calibration`` and the calibration fields of Table 2
+(``critical_lambda`` became per scenario, ``null_scenario`` gave way to
+``n_calibration``); version 2 files are refused (run again). Schema version 1 stored the axis names in a
 comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
 statistic as ``lrt/lambda`` and the method diagnostics flat in
 ``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with
@@ -97,7 +110,7 @@ __all__ = [
 ]
 
 #: Version of the layout; bump on any incompatible change.
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3
 
 #: Per-pixel fields that stay in per-task files and are not aggregated.
 SKIPPED_FIELDS: frozenset[str] = frozenset({"weights", "corrected"})

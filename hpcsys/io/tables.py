@@ -23,18 +23,22 @@ class Table2:
 
     For each scenario, LRT pair ``(null model, alternative)`` and likelihood,
     the fraction of realisations in which the null model is rejected at level
-    ``alpha``, with binomial errors sqrt(f (1 - f) / N). Two versions
-    (docs/correlated_pixels.rst):
+    ``alpha``, with binomial errors sqrt(f (1 - f) / N). Where the scenario's
+    contamination model is nested in the test's null model (``null_true``) the
+    fraction is the test's *size* (should be ``alpha``), elsewhere its *power*.
+    Two versions (docs/correlated_pixels.rst):
 
     * ``wilks``: reject when the chi-square(dof) p-value is below ``alpha``
       (assumes independent pixels; over-rejects on correlated skies);
     * ``calibrated``: reject when the empirical p-value
-      ``(1 + #{lambda_null >= lambda}) / (1 + M)`` against the M values of
-      lambda over the realisations of ``null_scenario`` is at most ``alpha``
-      (the mock-calibrated null distribution; leave-one-out on
-      ``null_scenario`` itself, where its size is then about ``alpha``). No
-      p-value is below 1/(M + 1): with M < 1/alpha - 1 null realisations the
-      calibrated test cannot reject (the report says so).
+      ``(1 + #{lambda_cal >= lambda}) / (1 + M)`` against the M values of
+      lambda of the run's calibration set (:mod:`hpcsys.calibration`: null
+      mocks with their own random streams, disjoint from the evaluated
+      realisations; exact null mocks for tests of the ``null`` model, a
+      parametric bootstrap at the scenario-mean fitted null for the others,
+      ``calibration_source``) is at most ``alpha``. No p-value is below
+      1/(M + 1): with M < 1/alpha - 1 the calibrated test cannot reject (the
+      report says so); with M = 0 (no calibration set) the columns are ``nan``.
 
     Attributes
     ----------
@@ -43,12 +47,18 @@ class Table2:
     likelihoods : tuple of str, length L
     n_realisations : ndarray of int, shape (S,)
     alpha : float
-    null_scenario : str
-        Scenario supplying the empirical null ('' if the run has none: then the
-        calibrated columns are ``nan``).
-    critical_lambda : ndarray, shape (Q, L)
-        Empirical ``1 - alpha`` quantile of lambda on ``null_scenario``.
+    n_calibration : int
+        Calibration mocks M (0: none).
+    critical_lambda : ndarray, shape (S, Q, L)
+        Empirical ``1 - alpha`` quantile of the calibration lambda of each cell.
     fraction_wilks, error_wilks, fraction_calibrated, error_calibrated : ndarray, shape (S, Q, L)
+    calibration_source : tuple of str, length Q
+        How each test is calibrated (:func:`hpcsys.calibration.calibration_source`).
+    null_true : ndarray of bool, shape (S, Q)
+        The cell measures a size (True) or a power (False).
+    calibration_wilks_fraction, calibration_wilks_error : ndarray, shape (Q, L)
+        Wilks rejection fraction on the M exact null mocks of the calibration
+        set (the Wilks size of the tests of ``null`` with M draws; ``nan`` elsewhere).
     """
 
     scenarios: tuple[str, ...]
@@ -56,12 +66,16 @@ class Table2:
     likelihoods: tuple[str, ...]
     n_realisations: np.ndarray
     alpha: float
-    null_scenario: str
+    n_calibration: int
     critical_lambda: np.ndarray
     fraction_wilks: np.ndarray
     error_wilks: np.ndarray
     fraction_calibrated: np.ndarray
     error_calibrated: np.ndarray
+    calibration_source: tuple[str, ...]
+    null_true: np.ndarray
+    calibration_wilks_fraction: np.ndarray
+    calibration_wilks_error: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -192,16 +206,17 @@ def render_table(title: str, header: list[str], rows: list[list[str]], fmt: str)
 
 
 def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
-    header = ["scenario", "N", "likelihood", "test (null/alt)", "rejected (Wilks)"]
-    header.append("rejected (mock-calibrated)")
+    header = ["scenario", "N", "likelihood", "test (null/alt)", "measures",
+              "rejected (Wilks)", f"rejected (mock-calibrated, M = {t.n_calibration})"]
     if fmt == "csv":
-        header = ["scenario", "N", "likelihood", "test", "wilks", "wilks_err",
+        header = ["scenario", "N", "likelihood", "test", "measures", "wilks", "wilks_err",
                   "calibrated", "calibrated_err"]
     rows = []
     for s, sc in enumerate(t.scenarios):
         for li, lk in enumerate(t.likelihoods):
             for q, pair in enumerate(t.lrt_pairs):
-                r = [sc, str(int(t.n_realisations[s])), lk, pair]
+                r = [sc, str(int(t.n_realisations[s])), lk, pair,
+                     "size" if t.null_true[s, q] else "power"]
                 fw, ew = t.fraction_wilks[s, q, li], t.error_wilks[s, q, li]
                 fc, ec = t.fraction_calibrated[s, q, li], t.error_calibrated[s, q, li]
                 if fmt == "csv":
@@ -210,6 +225,29 @@ def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
                     r += [_pm(fw, ew, fmt), _pm(fc, ec, fmt)]
                 rows.append(r)
     return header, rows
+
+
+def _table2_notes(t: Table2) -> list[str]:
+    """Lines under Table 2: the calibration set, its resolution, its Wilks size."""
+    m = t.n_calibration
+    if m == 0:
+        return ["Mock-calibrated columns: nan, the run has no calibration set "
+                "(analysis.calibration_realisations = 0)."]
+    notes = [f"Calibration set: M = {m} null mocks with their own random streams "
+             "(none shared with the evaluated realisations)."]
+    for q, pair in enumerate(t.lrt_pairs):
+        notes.append(f"  {pair}: {t.calibration_source[q]}")
+    if 1.0 / (m + 1) > t.alpha:
+        notes.append(f"NB: {m} calibration mocks cannot calibrate a test at this alpha "
+                     f"(smallest p = 1/(M+1) = {1.0 / (m + 1):.3f}); the calibrated test "
+                     "never rejects")
+    sizes = [f"{pair} {lk} {t.calibration_wilks_fraction[q, li]:.3f} ± "
+             f"{t.calibration_wilks_error[q, li]:.3f}"
+             for q, pair in enumerate(t.lrt_pairs) for li, lk in enumerate(t.likelihoods)
+             if np.isfinite(t.calibration_wilks_fraction[q, li])]
+    if sizes:
+        notes.append(f"Wilks size on the M = {m} exact null mocks: " + "; ".join(sizes))
+    return notes
 
 
 def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
@@ -259,13 +297,17 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
     if table2 is not None:
         title = (f"Table 2: fraction of realisations rejecting the null model at "
                  f"alpha = {table2.alpha:g} (Wilks chi2; mock-calibrated on "
-                 f"'{table2.null_scenario or 'none'}')")
-        if table2.null_scenario in table2.scenarios:
-            m = int(table2.n_realisations[table2.scenarios.index(table2.null_scenario)])
-            if 1.0 / (m + 1) > table2.alpha:
-                title += (f"; NB: {m} null realisations cannot calibrate a test at this alpha "
-                          f"(smallest p = 1/(M+1) = {1.0 / (m + 1):.3f})")
-        parts.append(render_table(title, *_table2_rows(table2, fmt), fmt))
+                 f"{table2.n_calibration} independent null mocks); 'size' where the "
+                 f"null model is true, else 'power'")
+        text = render_table(title, *_table2_rows(table2, fmt), fmt)
+        notes = _table2_notes(table2)
+        if fmt == "text":
+            text += "\n" + "\n".join(notes)
+        elif fmt == "markdown":
+            text += "\n\n" + "\n\n".join(notes)
+        elif fmt == "csv":
+            text += "\n" + "\n".join(f"# {n}" for n in notes)
+        parts.append(text)
     if table3 is not None:
         title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
                  "realisations (GLS, mock covariance, Hartlap)")

@@ -433,6 +433,10 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
             n_here += 1
             busy += time.monotonic() - t_task
     polite_barrier(comm)
+    if config.analysis.calibration_realisations > 0:
+        ctx, n_cal = _calibration_phase(config, comm, ctx, run_dir, layout, faults, h,
+                                        progress_stream)
+        n_here += n_cal
     task_phase = time.monotonic() - t_tasks
 
     # 4. reduce: provenance and reduction on rank 0
@@ -468,6 +472,57 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
         results_path = run_dir / RESULTS_FILE
     return RunSummary(run_dir, results_path, n_skipped + len(pending), n_skipped, n_here, size,
                       time.monotonic() - t0, resources)
+
+
+def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layout: Any,
+                       faults: dict[tuple[str, int], str], cfg_hash: str,
+                       progress_stream: Any) -> tuple[Any, int]:
+    """Phase 3b: the calibration tasks of Table 2 (:mod:`hpcsys.parallel.calibrate`).
+
+    Rank 0 computes the bootstrap points from the evaluated task files and the
+    calibration tasks still to run; every rank then runs its share. Returns the
+    (possibly newly prepared) run context and the number of tasks run here.
+    """
+    from hpcsys.calibration import CALIBRATION_KIND, calibration_path, run_calibration
+    from hpcsys.parallel.calibrate import calibration_plan
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    plan = None
+    with _phase(comm, "calibration", layout.host):
+        if rank == 0:
+            plan = calibration_plan(config, run_dir, cfg_hash)
+    points, pending = comm.bcast(plan, root=0)
+    with _phase(comm, "calibration", layout.host):
+        if pending and ctx is None:  # a resumed run whose evaluated tasks were all done
+            from hpcsys.parallel.prepare import prepare_context
+
+            ctx = prepare_context(config, comm=comm, cache_dir=run_dir,
+                                  stream=progress_stream)[0]
+    progress = Progress(len(pending), enabled=rank == 0,
+                        interval=config.parallel.progress_interval_s, stream=progress_stream,
+                        approximate=config.parallel.distribution == "cyclic" and size > 1,
+                        label="hpcsys calibration")
+    if rank == 0 and pending:
+        progress.stream.write(
+            f"[hpcsys] {len(pending)} calibration tasks to run on {size} rank(s) "
+            f"({config.analysis.calibration_realisations - len(pending)} already complete)\n")
+        progress.stream.flush()
+    n_here = 0
+    with _phase(comm, "calibration", layout.host):
+        for task in iterate_tasks(pending, comm, config.parallel.distribution, progress.update):
+            try:
+                _maybe_fault(faults, task)
+                result = run_calibration(ctx, task.index, points)
+                write_task(calibration_path(run_dir, task.index), result,
+                           scenario=CALIBRATION_KIND, index=task.index, cfg_hash=cfg_hash,
+                           rank=rank)
+            except BaseException as exc:
+                msg = (f"hpcsys: task {task.label} failed on rank {rank} of {size} "
+                       f"({layout.host}): {type(exc).__name__}: {exc}; aborting the job")
+                _abort_or_raise(comm, msg, exc)
+            n_here += 1
+    polite_barrier(comm)
+    return ctx, n_here
 
 
 def _write_templates(path: Path, info: TemplateInfo) -> None:
