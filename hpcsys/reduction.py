@@ -16,7 +16,9 @@ Inputs are the per-scenario arrays of an aggregated results file
   can only reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
 * Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
   (Berlfein+24 Eqs. 25-26) with the mock-to-mock covariance of ``w_true``
-  (Hartlap-corrected inverse): errors from the mock ensemble, not the likelihood.
+  (Hartlap-corrected inverse; Ledoit-Wolf shrinkage when N <= B + 2, where
+  that inverse does not exist, :func:`w_covariance_inverse`): errors from the
+  mock ensemble, not the likelihood.
 * Recovery (:func:`recovery_table`): bias in units of the mock-to-mock
   scatter / sqrt(N), the likelihood errors next to that scatter, pulls and
   68 % / 95 % coverage of the likelihood errors.
@@ -52,7 +54,8 @@ from hpcsys.io import (
     Table3,
 )
 
-__all__ = ["compute_tables", "null_true", "recovery_table", "reduce_run", "table2", "table3"]
+__all__ = ["compute_tables", "null_true", "recovery_table", "reduce_run", "table2", "table3",
+           "w_covariance_inverse"]
 
 _Z95 = 1.959963984540054
 
@@ -158,11 +161,59 @@ def _mean_err(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), err
 
 
+def w_covariance_inverse(w_true: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """Inverse covariance of w(theta) across realisations that exists at this N.
+
+    Parameters
+    ----------
+    w_true : ndarray, shape (N, B)
+
+    Returns
+    -------
+    cinv : ndarray, shape (B, B)
+        ``nan`` when N < 2.
+    hartlap : float
+        ``(N - B - 2) / (N - 1)`` when the Hartlap-corrected sample inverse is
+        used, else ``nan``.
+    note : str
+        One line naming the covariance used and why.
+
+    Notes
+    -----
+    For N > B + 2 the sample covariance with the Hartlap factor (Berlfein+24
+    Eq. 24 style). For 2 <= N <= B + 2 that inverse does not exist (the Hartlap
+    factor is <= 0 and the sample covariance is singular for N <= B): the
+    Ledoit-Wolf shrinkage estimate (:class:`sklearn.covariance.LedoitWolf`,
+    shrinkage towards a scaled identity, rescaled by N / (N - 1) to the
+    unbiased normalisation) is positive definite at any N >= 2; its inverse is
+    biased (no Hartlap-like correction exists for it), so sigma_A is indicative.
+    """
+    wt = _as_f64(w_true)
+    N, B = wt.shape
+    if N > B + 2:
+        h = (N - B - 2.0) / (N - 1.0)
+        cinv = _as_f64(hartlap_inverse(sample_covariance(wt), N))
+        return cinv, h, (f"sample covariance of w_true over N = {N} realisations, "
+                         f"Hartlap factor {h:.3f}")
+    if N < 2:
+        return (np.full((B, B), np.nan), float("nan"),
+                f"N = {N}: no covariance of w_true across realisations (needs N >= 2)")
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf().fit(wt)
+    cov = lw.covariance_ * N / (N - 1.0)
+    return (np.linalg.inv(cov), float("nan"),
+            f"Ledoit-Wolf shrinkage covariance of w_true (shrinkage {lw.shrinkage_:.2f}): "
+            f"N = {N} <= B + 2 = {B + 2}, the Hartlap-corrected sample inverse does not exist")
+
+
 def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     """Mean amplitude bias dA/sigma_A per scenario and estimator (Berlfein+24 Table 3).
 
-    See :class:`hpcsys.io.tables.Table3` for the definition. Scenarios with
-    N <= B + 2 realisations (no Hartlap inverse) get ``nan`` rows.
+    See :class:`hpcsys.io.tables.Table3` for the definition. The covariance of
+    w comes from :func:`w_covariance_inverse` (Hartlap-corrected sample
+    inverse for N > B + 2, Ledoit-Wolf shrinkage below); each scenario's
+    ``covariance_note`` says which and why.
     """
     scen = tuple(data)
     est = ("uncorrected", *methods)
@@ -170,16 +221,17 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     mean, err, mean_d, err_d = (np.full((S, E), np.nan) for _ in range(4))
     hartlap = np.full(S, np.nan)
     sigma_A = np.full(S, np.nan)
+    notes = []
     B = 0
     with jax.enable_x64(True):
         for s, name in enumerate(scen):
             d = data[name]
             wt = _as_f64(d.w_true)
             N, B = wt.shape
-            if N <= B + 2:
+            cinv, hartlap[s], note = w_covariance_inverse(wt)
+            notes.append(note)
+            if not np.all(np.isfinite(cinv)):
                 continue
-            hartlap[s] = (N - B - 2.0) / (N - 1.0)
-            cinv = hartlap_inverse(sample_covariance(wt), N)
             w_ref = wt.mean(axis=0)
             A_true, sigma = amplitude_fit(wt, w_ref, cinv)
             A_true, sigma_A[s] = _as_f64(A_true), float(_as_f64(sigma)[0])
@@ -193,7 +245,8 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
         scenarios=scen, estimators=est,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
         n_bins=int(B), hartlap_factor=hartlap, sigma_A=sigma_A, mean_dA_over_sigma=mean,
-        error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d)
+        error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d,
+        covariance_note=tuple(notes))
 
 
 def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],

@@ -159,7 +159,8 @@ def _tables(S: int = 2, Q: int = 5, L: int = 2, E: int = 4, P: int = 6):
                 rng.random((Q, L)), rng.random((Q, L)))
     t3 = Table3(("null", "additive")[:S], ("uncorrected", "OLS", "ISD-1", "MCMC-comb")[:E],
                 np.array([10, 12][:S]), B, rng.random(S), rng.random(S),
-                *(rng.normal(size=(S, E)) for _ in range(4)))
+                *(rng.normal(size=(S, E)) for _ in range(4)),
+                tuple(f"note {s}" for s in range(S)))
     rec = RecoveryTable(("null", "additive")[:S], METHODS, tuple(f"a_{i}" for i in range(P)),
                         np.array([10, 12][:S]), *(rng.random((S, 3, P)) for _ in range(8)))
     return t2, t3, rec

@@ -172,10 +172,36 @@ def test_table3_exact_shift_and_unbiased_methods() -> None:
     assert t.estimators == ("uncorrected", *METHODS)
 
 
-def test_table3_needs_more_realisations_than_bins() -> None:
+@pytest.mark.parametrize("N", [3, B, B + 2])
+def test_table3_at_few_realisations_uses_shrinkage(N: int) -> None:
+    """N <= B + 2: no Hartlap inverse; Ledoit-Wolf gives finite entries and says so.
+
+    The GLS amplitude is linear in w, so ``w_x = w_true + c w_ref`` gives
+    ``dA / sigma_A = c / sigma_A`` exactly whatever the covariance.
+    """
+    from hpcsys.io import render_report
+    from hpcsys.reduction import w_covariance_inverse
+
     rng = np.random.default_rng(5)
-    t = table3({"s": scenario("s", B + 2, rng)}, METHODS)
-    assert np.isnan(t.hartlap_factor[0]) and np.all(np.isnan(t.mean_dA_over_sigma))
+    w_true = rng.normal(1.0, 0.1, (N, B)) * np.linspace(1.0, 0.2, B)
+    c = 0.3
+    w_ref = w_true.mean(axis=0)
+    w_corr = np.repeat(w_true[:, None], len(METHODS), axis=1)
+    w_corr[:, 0] += c * w_ref
+    d = scenario("s", N, rng, w_true=w_true, w_obs=w_true + c * w_ref, w_corr=w_corr)
+    t = table3({"s": d}, METHODS)
+    assert np.isnan(t.hartlap_factor[0]) and "Ledoit-Wolf" in t.covariance_note[0]
+    assert np.all(np.isfinite(t.mean_dA_over_sigma)) and np.all(np.isfinite(t.error_dA_over_sigma))
+    assert np.all(np.isfinite(t.mean_dA_over_sigma_diag))
+    np.testing.assert_allclose(t.mean_dA_over_sigma[0, :2], c / t.sigma_A[0], rtol=1e-10)
+    np.testing.assert_allclose(t.mean_dA_over_sigma[0, 2:], 0.0, atol=1e-12)
+    cinv, h, _ = w_covariance_inverse(w_true)
+    assert np.all(np.linalg.eigvalsh(cinv) > 0)
+    text = render_report(None, t, None, "text")
+    assert "Covariance (s): Ledoit-Wolf shrinkage" in text and "nan" not in text
+    big = table3({"s": scenario("s", B + 3, rng)}, METHODS)
+    assert big.hartlap_factor[0] == pytest.approx(1 / (B + 2))
+    assert "Hartlap factor" in big.covariance_note[0]
 
 
 def test_recovery_honest_and_overconfident_errors() -> None:

@@ -99,12 +99,18 @@ class Table3:
     n_realisations : ndarray of int, shape (S,)
     n_bins : int
     hartlap_factor : ndarray, shape (S,)
-        ``(N - B - 2) / (N - 1)``; ``nan`` (and table entries ``nan``) when N <= B + 2.
+        ``(N - B - 2) / (N - 1)`` when the Hartlap-corrected sample inverse is
+        used (N > B + 2); ``nan`` when the Ledoit-Wolf shrinkage covariance is
+        used instead (2 <= N <= B + 2) or none exists (N < 2, entries ``nan``).
     sigma_A : ndarray, shape (S,)
     mean_dA_over_sigma, error_dA_over_sigma : ndarray, shape (S, E)
         With the full template cross-correlation correction (Eq. 16).
     mean_dA_over_sigma_diag, error_dA_over_sigma_diag : ndarray, shape (S, E)
-        With template autocorrelations only (no cross terms); ``nan`` where undefined.
+        With template autocorrelations only (no cross terms); ``nan`` for
+        map-weighting methods (ISD: no Eq. 16 terms; the report says so).
+    covariance_note : tuple of str, length S
+        Which covariance of w each scenario used and why
+        (:func:`hpcsys.reduction.w_covariance_inverse`), printed by the report.
     """
 
     scenarios: tuple[str, ...]
@@ -117,6 +123,7 @@ class Table3:
     error_dA_over_sigma: np.ndarray
     mean_dA_over_sigma_diag: np.ndarray
     error_dA_over_sigma_diag: np.ndarray
+    covariance_note: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,21 @@ def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _table3_notes(t: Table3) -> list[str]:
+    """Lines under Table 3: the covariance of each scenario, and why any entry is nan."""
+    notes = [f"Covariance ({sc}): {t.covariance_note[s]}" for s, sc in enumerate(t.scenarios)]
+    diag_nan = [e for i, e in enumerate(t.estimators)
+                if np.all(np.isnan(t.mean_dA_over_sigma_diag[:, i]))
+                and np.any(np.isfinite(t.mean_dA_over_sigma[:, i]))]
+    if diag_nan:
+        notes.append(f"No-cross-terms column n/a for {', '.join(diag_nan)}: they weight the "
+                     "map and re-measure w (no Eq. 16 terms to drop)")
+    few = [sc for s, sc in enumerate(t.scenarios) if int(t.n_realisations[s]) < 2]
+    if few:
+        notes.append(f"nan errors for {', '.join(few)}: one realisation has no scatter")
+    return notes
+
+
 def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str]]]:
     header = ["scenario", "method", "param", "bias/(scatter/sqrtN)", "scatter",
               "likelihood err", "scatter/err", "pull std", "cov68", "cov95"]
@@ -310,8 +332,16 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
         parts.append(text)
     if table3 is not None:
         title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
-                 "realisations (GLS, mock covariance, Hartlap)")
-        parts.append(render_table(title, *_table3_rows(table3, fmt), fmt))
+                 "realisations (GLS, mock covariance of w_true)")
+        text = render_table(title, *_table3_rows(table3, fmt), fmt)
+        notes = _table3_notes(table3)
+        if fmt == "text":
+            text += "\n" + "\n".join(notes)
+        elif fmt == "markdown":
+            text += "\n\n" + "\n\n".join(notes)
+        elif fmt == "csv":
+            text += "\n" + "\n".join(f"# {n}" for n in notes)
+        parts.append(text)
     if recovery is not None:
         title = ("Parameter recovery: bias in units of scatter/sqrt(N), likelihood errors "
                  "vs mock-to-mock scatter, pulls and coverage")
