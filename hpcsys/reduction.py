@@ -37,6 +37,7 @@ import jax
 import numpy as np
 
 from hpcsys.calibration import calibration_source
+from hpcsys.config import REMEASURED_METHODS
 from hpcsys.core.models import MODELS
 from hpcsys.core.stats import (
     amplitude_fit,
@@ -254,7 +255,11 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     """Bias, scatter, likelihood errors, pulls and coverage per method and parameter.
 
     See :class:`hpcsys.io.tables.RecoveryTable`. Parameters a method's model
-    does not estimate (e.g. ``b`` for an additive method) are ``nan``.
+    does not estimate (e.g. ``b`` for an additive method) are ``nan``, and so
+    are all parameters of the map-weighting methods (ISD,
+    :data:`hpcsys.config.REMEASURED_METHODS`): their coefficients describe
+    weights, not the (a, b) of Berlfein+24 Eqs. 11-13, so they are judged
+    through w(theta) only (Table 3).
     """
     scen = tuple(data)
     K = n_templates
@@ -263,10 +268,13 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     out = {k: np.full((S, M, P), np.nan) for k in (
         "bias", "scatter", "bias_over_error", "likelihood_error", "error_ratio", "pull_std",
         "coverage68", "coverage95")}
+    w_only = tuple(m for m in methods if m in REMEASURED_METHODS)
     for s, name in enumerate(scen):
         d = data[name]
         N = d.n_realisations
         for m, meth in enumerate(methods):
+            if meth in w_only:  # weights, not (a, b): judged through w (Table 3) only
+                continue
             ma = d.methods[meth]
             has_a, has_b = MODELS.get(ma.model, (True, True))
             blocks = []
@@ -298,7 +306,7 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     return RecoveryTable(
         scenarios=scen, methods=tuple(methods), parameters=params,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
-        **out)
+        **out, w_only=w_only)
 
 
 def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, RecoveryTable]:

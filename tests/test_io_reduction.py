@@ -211,9 +211,13 @@ def test_recovery_honest_and_overconfident_errors() -> None:
     over = scenario("over", N, rng, est_noise=0.01, err_scale=1 / 3)
     r = recovery_table({"honest": honest, "over": over}, METHODS, K)
     assert r.parameters == ("a_0", "a_1", "a_2", "b_0", "b_1", "b_2")
-    # OLS is additive: no b; ISD-1 multiplicative: no a; MCMC-comb both
+    # OLS is additive: no b; MCMC-comb both; ISD-1 weights the map: judged through w only
     assert np.all(np.isnan(r.bias[:, 0, K:])) and np.all(np.isfinite(r.bias[:, 0, :K]))
-    assert np.all(np.isnan(r.bias[:, 1, :K])) and np.all(np.isfinite(r.bias[:, 2]))
+    assert np.all(np.isnan(r.bias[:, 1])) and np.all(np.isfinite(r.bias[:, 2]))
+    assert r.w_only == ("ISD-1",)
+    from hpcsys.io import render_report
+
+    assert "ISD-1: judged through w(theta) only" in render_report(None, None, r, "text")
     ok = np.isfinite(r.bias[0])
     # unbiased estimators: bias / (scatter / sqrt N) ~ N(0, 1)
     assert np.all(np.abs(r.bias_over_error[0][ok]) < 4.5)

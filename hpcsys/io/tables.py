@@ -148,6 +148,9 @@ class RecoveryTable:
     n_realisations : ndarray of int, shape (S,)
     bias, scatter, bias_over_error, likelihood_error, error_ratio, pull_std,
     coverage68, coverage95 : ndarray, shape (S, M, P)
+    w_only : tuple of str
+        Methods judged through w(theta) only (ISD: their coefficients are
+        weights, not (a, b)); their rows are ``nan`` and the report says why.
     """
 
     scenarios: tuple[str, ...]
@@ -162,6 +165,7 @@ class RecoveryTable:
     pull_std: np.ndarray
     coverage68: np.ndarray
     coverage95: np.ndarray
+    w_only: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -345,5 +349,10 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
     if recovery is not None:
         title = ("Parameter recovery: bias in units of scatter/sqrt(N), likelihood errors "
                  "vs mock-to-mock scatter, pulls and coverage")
-        parts.append(render_table(title, *_recovery_rows(recovery, fmt), fmt))
+        text = render_table(title, *_recovery_rows(recovery, fmt), fmt)
+        if recovery.w_only:
+            note = (f"{', '.join(recovery.w_only)}: judged through w(theta) only (Table 3); "
+                    "their coefficients describe weights, not (a, b)")
+            text += {"text": "\n", "markdown": "\n\n", "csv": "\n# "}.get(fmt, "\n") + note
+        parts.append(text)
     return "\n\n".join(parts) + "\n"
