@@ -228,7 +228,7 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
         for s, name in enumerate(scen):
             d = data[name]
             wt = _as_f64(d.w_true)
-            N, B = wt.shape
+            B = wt.shape[1]
             cinv, hartlap[s], note = w_covariance_inverse(wt)
             notes.append(note)
             if not np.all(np.isfinite(cinv)):

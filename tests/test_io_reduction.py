@@ -71,7 +71,7 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
 def calibration_set(scenarios: tuple[str, ...], lam: np.ndarray, dof: int = K
                     ) -> CalibrationData:
     """A CalibrationData holding the given calibration lambdas (M, S, Q, L)."""
-    M, S, Q, L = lam.shape
+    M, S = lam.shape[:2]
     return CalibrationData(
         scenarios=scenarios, bootstrap_models=("additive", "multiplicative"),
         index=np.arange(M), seed_words=np.zeros((M, 4), np.uint32), statistic=lam,
@@ -195,7 +195,7 @@ def test_table3_at_few_realisations_uses_shrinkage(N: int) -> None:
     assert np.all(np.isfinite(t.mean_dA_over_sigma_diag))
     np.testing.assert_allclose(t.mean_dA_over_sigma[0, :2], c / t.sigma_A[0], rtol=1e-10)
     np.testing.assert_allclose(t.mean_dA_over_sigma[0, 2:], 0.0, atol=1e-12)
-    cinv, h, _ = w_covariance_inverse(w_true)
+    cinv, _, _ = w_covariance_inverse(w_true)
     assert np.all(np.linalg.eigvalsh(cinv) > 0)
     text = render_report(None, t, None, "text")
     assert "Covariance (s): Ledoit-Wolf shrinkage" in text and "nan" not in text
