@@ -14,6 +14,11 @@
    :func:`hpcsys.pipeline.prepare_run` (deterministic, no communication);
 3. *tasks*: distributed (:mod:`hpcsys.parallel.distribute`), each written
    atomically to ``RUN_DIR/tasks/<scenario>/<index>.h5`` by the rank that ran it;
+3b. *calibration* (``analysis.calibration_realisations`` > 0): after a barrier,
+   rank 0 derives the bootstrap points from the evaluated task files and the
+   calibration tasks still to run (:mod:`hpcsys.parallel.calibrate`); they are
+   distributed like the tasks and written to ``RUN_DIR/tasks/calibration/<j>.h5``
+   (:mod:`hpcsys.calibration`: own random streams, no methods, no w(theta));
 4. *reduce*: after a barrier, rank 0 aggregates the task files into
    ``RUN_DIR/results.h5`` and adds the tables (:func:`hpcsys.reduction.reduce_run`).
 
@@ -434,9 +439,7 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
             busy += time.monotonic() - t_task
     polite_barrier(comm)
     if config.analysis.calibration_realisations > 0:
-        ctx, n_cal = _calibration_phase(config, comm, ctx, run_dir, layout, faults, h,
-                                        progress_stream)
-        n_here += n_cal
+        ctx = _calibration_phase(config, comm, ctx, run_dir, layout, faults, h, progress_stream)
     task_phase = time.monotonic() - t_tasks
 
     # 4. reduce: provenance and reduction on rank 0
@@ -476,12 +479,12 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
 
 def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layout: Any,
                        faults: dict[tuple[str, int], str], cfg_hash: str,
-                       progress_stream: Any) -> tuple[Any, int]:
+                       progress_stream: Any) -> Any:
     """Phase 3b: the calibration tasks of Table 2 (:mod:`hpcsys.parallel.calibrate`).
 
     Rank 0 computes the bootstrap points from the evaluated task files and the
     calibration tasks still to run; every rank then runs its share. Returns the
-    (possibly newly prepared) run context and the number of tasks run here.
+    (possibly newly prepared) run context.
     """
     from hpcsys.calibration import CALIBRATION_KIND, calibration_path, run_calibration
     from hpcsys.parallel.calibrate import calibration_plan
@@ -507,7 +510,6 @@ def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layou
             f"[hpcsys] {len(pending)} calibration tasks to run on {size} rank(s) "
             f"({config.analysis.calibration_realisations - len(pending)} already complete)\n")
         progress.stream.flush()
-    n_here = 0
     with _phase(comm, "calibration", layout.host):
         for task in iterate_tasks(pending, comm, config.parallel.distribution, progress.update):
             try:
@@ -520,9 +522,8 @@ def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layou
                 msg = (f"hpcsys: task {task.label} failed on rank {rank} of {size} "
                        f"({layout.host}): {type(exc).__name__}: {exc}; aborting the job")
                 _abort_or_raise(comm, msg, exc)
-            n_here += 1
     polite_barrier(comm)
-    return ctx, n_here
+    return ctx
 
 
 def _write_templates(path: Path, info: TemplateInfo) -> None:
