@@ -38,7 +38,8 @@ The environment variable ``HPCSYS_FAULT`` makes chosen tasks fail for real:
 starts; ``kill@<scenario>:<index>`` sends SIGKILL to the process running it
 (as a node failure or an out-of-memory kill would); ``stall@<scenario>:<index>``
 makes that task hang until a signal ends the process (a hung node, or a run
-to interrupt or to race against). Several entries may be separated by commas. Nothing else reads it; leave it unset in production.
+to interrupt or to race against); calibration task ``j`` is ``calibration:<j>``.
+Several entries may be separated by commas. Nothing else reads it; leave it unset in production.
 """
 
 from __future__ import annotations
