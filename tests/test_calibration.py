@@ -151,3 +151,26 @@ def test_calibrated_size_is_alpha_on_independent_null_mocks() -> None:
           + "; ".join(f"{s} {p}: {v}" for (s, p), v in powers.items()))
     for v in powers.values():
         assert np.all(v > 0.8)
+
+
+def test_bootstrap_points_are_the_scenario_mean_null_fits() -> None:
+    """Mean over realisations of the free null model's MLE; other blocks exactly zero."""
+    from hpcsys.calibration import BOOTSTRAP_MODELS, calibration_source
+    from hpcsys.core.models import FIT_MODELS
+
+    rng = np.random.default_rng(seeds.seed_words(1, "synthetic", 11)[0])
+    N, F, L, K = 7, len(FIT_MODELS), 2, 3
+    a, b = rng.normal(size=(N, F, L, K)), rng.normal(size=(N, F, L, K))
+    a[2, FIT_MODELS.index("additive"), 0, 1] = np.nan  # a failed fit is left out
+    pts = bootstrap_points(("null", "combined"), {"null": a, "combined": 2 * a},
+                           {"null": b, "combined": b})
+    assert BOOTSTRAP_MODELS == ("additive", "multiplicative") == pts.models
+    fa, fm = FIT_MODELS.index("additive"), FIT_MODELS.index("multiplicative")
+    keep = np.ones(N, bool)
+    keep[2] = False
+    np.testing.assert_allclose(pts.a[0, 0], a[keep, fa, 0].mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(pts.a[1, 0], 2 * a[keep, fa, 0].mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(pts.b[0, 1], b[:, fm, 0].mean(axis=0), rtol=1e-14)
+    assert np.all(pts.b[:, 0] == 0.0) and np.all(pts.a[:, 1] == 0.0)
+    assert calibration_source("null/combined").startswith("exact null mocks")
+    assert "bootstrap" in calibration_source("multiplicative/combined")
