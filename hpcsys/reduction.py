@@ -186,8 +186,10 @@ def w_covariance_inverse(w_true: np.ndarray) -> tuple[np.ndarray, float, str]:
     factor is <= 0 and the sample covariance is singular for N <= B): the
     Ledoit-Wolf shrinkage estimate (:class:`sklearn.covariance.LedoitWolf`,
     shrinkage towards a scaled identity, rescaled by N / (N - 1) to the
-    unbiased normalisation) is positive definite at any N >= 2; its inverse is
-    biased (no Hartlap-like correction exists for it), so sigma_A is indicative.
+    unbiased normalisation) is positive definite when its estimated shrinkage
+    is positive; where it is not (e.g. N = 2, the shrinkage estimate can vanish)
+    the per-bin variances (diagonal covariance) are used. Neither inverse has a
+    Hartlap-like correction, so sigma_A is then indicative.
     """
     wt = _as_f64(w_true)
     N, B = wt.shape
@@ -201,11 +203,21 @@ def w_covariance_inverse(w_true: np.ndarray) -> tuple[np.ndarray, float, str]:
                 f"N = {N}: no covariance of w_true across realisations (needs N >= 2)")
     from sklearn.covariance import LedoitWolf
 
+    why = f"N = {N} <= B + 2 = {B + 2}, the Hartlap-corrected sample inverse does not exist"
     lw = LedoitWolf().fit(wt)
     cov = lw.covariance_ * N / (N - 1.0)
-    return (np.linalg.inv(cov), float("nan"),
-            f"Ledoit-Wolf shrinkage covariance of w_true (shrinkage {lw.shrinkage_:.2f}): "
-            f"N = {N} <= B + 2 = {B + 2}, the Hartlap-corrected sample inverse does not exist")
+    eig = np.linalg.eigvalsh(cov)
+    if eig[0] > 1e-10 * eig[-1] > 0:
+        return (np.linalg.inv(cov), float("nan"),
+                f"Ledoit-Wolf shrinkage covariance of w_true (shrinkage "
+                f"{lw.shrinkage_:.2f}): {why}")
+    var = wt.var(axis=0, ddof=1)  # the estimated shrinkage vanished: cov has rank N - 1
+    if np.all(var > 0):
+        return (np.diag(1.0 / var), float("nan"),
+                f"diagonal covariance of w_true (per-bin variances; the Ledoit-Wolf estimate "
+                f"is singular at this N): {why}")
+    return (np.full((B, B), np.nan), float("nan"),
+            f"no covariance of w_true: a bin has zero variance over the N = {N} realisations")
 
 
 def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
