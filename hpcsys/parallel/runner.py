@@ -14,12 +14,12 @@
    :func:`hpcsys.pipeline.prepare_run` (deterministic, no communication);
 3. *tasks*: distributed (:mod:`hpcsys.parallel.distribute`), each written
    atomically to ``RUN_DIR/tasks/<scenario>/<index>.h5`` by the rank that ran it;
-3b. *calibration* (``analysis.calibration_realisations`` > 0): after a barrier,
+4. *calibration* (``analysis.calibration_realisations`` > 0): after a barrier,
    rank 0 derives the bootstrap points from the evaluated task files and the
    calibration tasks still to run (:mod:`hpcsys.parallel.calibrate`); they are
    distributed like the tasks and written to ``RUN_DIR/tasks/calibration/<j>.h5``
    (:mod:`hpcsys.calibration`: own random streams, no methods, no w(theta));
-4. *reduce*: after a barrier, rank 0 aggregates the task files into
+5. *reduce*: after a barrier, rank 0 aggregates the task files into
    ``RUN_DIR/results.h5`` and adds the tables (:func:`hpcsys.reduction.reduce_run`).
 
 Bad input (the run directory, the free space) is one :class:`RunError` on every
@@ -374,7 +374,8 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
 def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: Any,
                 resources: RankResources | None, faults: dict[tuple[str, int], str], *,
                 configure: bool, reduce: bool, progress_stream: Any, t0: float) -> RunSummary:
-    """Phases 2-4 of :func:`run_tasks` (prepare, tasks, reduce), each guarded by :func:`_phase`."""
+    """Phases 2-5 of :func:`run_tasks` (prepare, tasks, calibration, reduce), each guarded by
+    :func:`_phase`."""
     rank, size = comm.Get_rank(), comm.Get_size()
     pending, n_skipped = plan.pending, plan.n_skipped
     if rank == 0:
@@ -443,7 +444,7 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
         ctx = _calibration_phase(config, comm, ctx, run_dir, layout, faults, h, progress_stream)
     task_phase = time.monotonic() - t_tasks
 
-    # 4. reduce: provenance and reduction on rank 0
+    # 5. reduce: provenance and reduction on rank 0
     info = comm.gather({"host": layout.host, "device": device,
                         "resources": resources.describe(layout.host) if resources else "",
                         "tasks": n_here, "busy_seconds": round(busy, 3),
@@ -481,7 +482,7 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
 def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layout: Any,
                        faults: dict[tuple[str, int], str], cfg_hash: str,
                        progress_stream: Any) -> Any:
-    """Phase 3b: the calibration tasks of Table 2 (:mod:`hpcsys.parallel.calibrate`).
+    """Phase 4: the calibration tasks of Table 2 (:mod:`hpcsys.parallel.calibrate`).
 
     Rank 0 computes the bootstrap points from the evaluated task files and the
     calibration tasks still to run; every rank then runs its share. Returns the
