@@ -4,7 +4,7 @@ One panel per test (null model / alternative) and likelihood: histograms of
 ``lambda = 2 (lnL_alt - lnL_null)`` over the realisations of every scenario in
 which the test's null model is true, the chi-square density with the test's
 degrees of freedom (Wilks), and the critical values at ``alpha``: Wilks' and
-the mock-calibrated one (empirical quantile over the ``null`` scenario).
+the mock-calibrated one (empirical quantile over the run's calibration set, per scenario).
 On a spatially correlated sky the measured lambda is much wider than the
 chi-square law (docs/correlated_pixels.rst). Writes ``lrt_histograms.{png,pdf}``.
 
@@ -66,10 +66,14 @@ def run(res: ResultsFile, out: Path) -> list[Path]:
             ax.plot(xx, stats.chi2.pdf(xx, dof), "k-", lw=1.2, label=rf"$\chi^2_{{{dof}}}$")
             ax.axvline(crit_w, color="k", ls="--", lw=1, label=f"Wilks, α={alpha:g}")
             if t2 is not None and pair in t2.lrt_pairs and lk in t2.likelihoods:
-                crit_c = t2.critical_lambda[t2.lrt_pairs.index(pair), t2.likelihoods.index(lk)]
-                if np.isfinite(crit_c):
-                    ax.axvline(min(crit_c, hi), color=color_for("combined"), ls=":", lw=1.5,
-                               label="mock-calibrated")
+                for s in held:  # per scenario: the bootstrap point is the scenario's fit
+                    if s not in t2.scenarios:
+                        continue
+                    crit_c = t2.critical_lambda[t2.scenarios.index(s), t2.lrt_pairs.index(pair),
+                                                t2.likelihoods.index(lk)]
+                    if np.isfinite(crit_c):
+                        ax.axvline(min(crit_c, hi), color=color_for(s), ls=":", lw=1.5,
+                                   label=f"mock-calibrated ({s})")
             ax.set_title(f"{pair} ({dof} dof), {lk}")
             ax.set_xlabel(r"$\lambda = 2\,\Delta\ln L$")
             if q == 0:

@@ -4,7 +4,8 @@ Per scenario, likelihood (Gaussian, skew-normal) and likelihood-ratio test
 (additive vs combined, multiplicative vs combined, and the null model vs each)
 the fraction of realisations with the null model rejected at ``alpha``, with
 binomial errors, both with Wilks' chi-square law and mock-calibrated (critical
-lambda from the ``null``-scenario realisations). Writes ``table2.md``,
+lambda from the run's calibration set of independent null mocks,
+:mod:`hpcsys.calibration`); each cell marked as a size or a power. Writes ``table2.md``,
 ``table2.csv`` and ``table2.tex``.
 
 Usage: ``python analysis/table2.py RUN/results.h5 --out DIR``

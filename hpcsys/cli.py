@@ -101,6 +101,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
           f"{hours:.3g} core-hours in all")
     top = sorted(est.stage_seconds.items(), key=lambda kv: -kv[1])
     print("  per task: " + ", ".join(f"{k} {v:.2g} s" for k, v in top))
+    if est.calibration_seconds:
+        print(f"calibration set of Table 2: {cfg.analysis.calibration_realisations} null mocks, "
+              f"{est.calibration_seconds / 3600:.3g} core-hours (model comparisons only)")
     print(f"prepare (once per run, cached in the run directory): {est.prepare_seconds:.3g} "
           f"CPU s ({est.prepare_treecorr_runs} TreeCorr runs of the template xi_ij, shared by "
           f"the ranks)")

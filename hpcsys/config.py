@@ -280,6 +280,14 @@ class AnalysisSection:
     """``analysis:`` — reduction over realisations (Berlfein+24 Eqs. 19-26; docs/science/tables.rst)."""
 
     alpha: float = _param(0.05, "Significance level of the likelihood-ratio tests.", _open_unit)
+    calibration_realisations: int = _param(
+        0,
+        "Null mocks M of the calibration set of Table 2 (own random streams, disjoint from "
+        "the evaluated realisations; hpcsys.calibration). The calibrated p-value is "
+        "(1 + #{lambda_cal >= lambda}) / (1 + M), so M >= 1/alpha - 1 is needed to reject "
+        "at all. 0: no calibration set, the calibrated columns are nan.",
+        _at_least(0),
+    )
 
 
 @dataclass(frozen=True)

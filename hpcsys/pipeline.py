@@ -22,7 +22,9 @@ stream         key                                    draws
 ``method``     (scenario, index, method)              CV folds, samplers
 =============  =====================================  ===========================
 
-The field and counts streams ignore the scenario, so all scenarios of one
+The calibration mocks of Table 2 use their own streams (``calibration_field``,
+``calibration_counts``, ``calibration_templates``; :mod:`hpcsys.calibration`),
+never these. The field and counts streams ignore the scenario, so all scenarios of one
 realisation share the same true field and the same Poisson variates (common
 random numbers: scenario differences are not blurred by sample variance).
 Scenario and method indices are positions in :data:`hpcsys.config.SCENARIOS`

@@ -7,16 +7,20 @@ Inputs are the per-scenario arrays of an aggregated results file
 * Table 2 (:func:`table2`): rejection fractions of the likelihood-ratio tests
   (Berlfein+24 Eq. 19) with binomial errors, both with Wilks' chi-square
   p-values (assumes independent pixels) and mock-calibrated against the
-  empirical distribution of lambda in the ``null`` scenario
-  (``p = (1 + #{lambda_null >= lambda}) / (1 + M)``, leave-one-out for the null
-  scenario itself), the calibrated alternative of docs/correlated_pixels.rst. With M
-  null realisations no p-value is below 1/(M + 1): the calibrated test can only
-  reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05). Beside
-  Wilks, the Wald test with the honest (harmonic sandwich) covariance, which
-  needs no mocks.
+  run's calibration set (:mod:`hpcsys.calibration`: null mocks of their own
+  random streams, never the evaluated realisations;
+  ``p = (1 + #{lambda_cal >= lambda}) / (1 + M)``), the calibrated alternative
+  of docs/correlated_pixels.rst. Each cell is a size where the scenario's
+  model is nested in the test's null model (:func:`null_true`), else a power.
+  With M calibration mocks no p-value is below 1/(M + 1): the calibrated test
+  can only reject at level alpha when M >= 1/alpha - 1 (19 at alpha = 0.05).
+  Beside Wilks, the Wald test with the honest (harmonic sandwich)
+  covariance, which needs no mocks.
 * Table 3 (:func:`table3`): amplitude bias of w(theta) from a GLS fit
   (Berlfein+24 Eqs. 25-26) with the mock-to-mock covariance of ``w_true``
-  (Hartlap-corrected inverse): errors from the mock ensemble, not the likelihood.
+  (Hartlap-corrected inverse; Ledoit-Wolf shrinkage when N <= B + 2, where
+  that inverse does not exist, :func:`w_covariance_inverse`): errors from the
+  mock ensemble, not the likelihood.
 * Recovery (:func:`recovery_table`): bias in units of the mock-to-mock
   scatter / sqrt(N), the methods' errors next to that scatter, pulls and
   68 % / 95 % coverage of the methods' errors (honest, sandwich, for OLS)
@@ -35,6 +39,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from hpcsys.calibration import calibration_source
+from hpcsys.config import REMEASURED_METHODS
 from hpcsys.core.models import MODELS
 from hpcsys.core.stats import (
     amplitude_fit,
@@ -43,12 +49,18 @@ from hpcsys.core.stats import (
     hartlap_inverse,
     sample_covariance,
 )
-from hpcsys.io import RecoveryTable, ResultsFile, ScenarioData, Table2, Table3
+from hpcsys.io import (
+    CalibrationData,
+    RecoveryTable,
+    ResultsFile,
+    ScenarioData,
+    Table2,
+    Table3,
+)
 
-__all__ = ["NULL_SCENARIO", "compute_tables", "recovery_table", "reduce_run", "table2", "table3"]
+__all__ = ["compute_tables", "null_true", "recovery_table", "reduce_run", "table2", "table3",
+           "w_covariance_inverse"]
 
-#: Scenario whose lambda distribution calibrates the tests of Table 2.
-NULL_SCENARIO = "null"
 _Z95 = 1.959963984540054
 
 
@@ -56,9 +68,21 @@ def _as_f64(x: object) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def null_true(scenario: str, pair: str) -> bool:
+    """Whether the scenario's contamination model is nested in the null model of ``pair``.
+
+    Then the test's null hypothesis holds and its rejection fraction is a size;
+    otherwise it is a power.
+    """
+    null = pair.split("/")[0]
+    sa, sb = MODELS[scenario]
+    na, nb = MODELS[null]
+    return (na or not sa) and (nb or not sb)
+
+
 def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
            likelihoods: Sequence[str], alpha: float,
-           null_scenario: str = NULL_SCENARIO) -> Table2:
+           calibration: CalibrationData | None = None) -> Table2:
     """Rejection fractions of the LRT null models (Berlfein+24 Table 2).
 
     Parameters
@@ -68,35 +92,51 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
         Labels of the ``lrt_pair`` and ``likelihood`` axes.
     alpha : float
         Test level.
-    null_scenario : str
-        Scenario giving the empirical null distribution (absent: calibrated
-        columns are ``nan``).
+    calibration : CalibrationData, optional
+        The run's calibration set (:mod:`hpcsys.calibration`); absent or empty:
+        the calibrated columns are ``nan``. Its scenario axis must contain
+        every scenario of ``data``.
 
     Returns
     -------
     Table2
-        Fractions over the realisations with a finite lambda.
+        Fractions over the realisations with a finite lambda; calibrated
+        p-values ``(1 + #{lambda_cal >= lambda}) / (1 + M)`` over the finite
+        calibration values of the same (scenario, test, likelihood) cell.
     """
     scen = tuple(data)
     S, Q, L = len(scen), len(lrt_pairs), len(likelihoods)
     frac_wilks, err_wilks, frac_cal, err_cal = (np.full((S, Q, L), np.nan) for _ in range(4))
     frac_wald, err_wald = np.full((S, Q, L), np.nan), np.full((S, Q, L), np.nan)
-    crit = np.full((Q, L), np.nan)
-    null = data.get(null_scenario)
+    crit = np.full((S, Q, L), np.nan)
+    cal_wilks, cal_wilks_err = np.full((Q, L), np.nan), np.full((Q, L), np.nan)
+    M = 0 if calibration is None else calibration.n_calibration
+    if M:
+        missing = [s for s in scen if s not in calibration.scenarios]
+        if missing:
+            raise ValueError(f"calibration set lacks scenario(s) {', '.join(missing)}")
     with jax.enable_x64(True):
-        if null is not None:
-            for q in range(Q):
+        if M:
+            for q, pair in enumerate(lrt_pairs):
+                if pair.split("/")[0] != "null":
+                    continue
                 for li in range(L):
-                    lam0 = null.lrt.statistic[:, q, li]
-                    lam0 = lam0[np.isfinite(lam0)]
-                    if lam0.size:
-                        crit[q, li] = np.quantile(lam0, 1.0 - alpha)
+                    pv = calibration.null_pvalue[:, q, li]
+                    pv = pv[np.isfinite(pv)]
+                    if pv.size:
+                        f, e = binomial_fraction(int(np.sum(pv < alpha)), pv.size)
+                        cal_wilks[q, li], cal_wilks_err[q, li] = float(f), float(e)
         for s, name in enumerate(scen):
             lam, pval = data[name].lrt.statistic, data[name].lrt.pvalue
+            cs = calibration.scenarios.index(name) if M else -1
             for q in range(Q):
                 for li in range(L):
                     ok = np.isfinite(lam[:, q, li])
                     n = int(ok.sum())
+                    lam0 = calibration.statistic[:, cs, q, li] if M else np.empty(0)
+                    lam0 = lam0[np.isfinite(lam0)]
+                    if lam0.size:
+                        crit[s, q, li] = np.quantile(lam0, 1.0 - alpha)
                     if n == 0:
                         continue
                     k = int(np.sum(pval[ok, q, li] < alpha))
@@ -107,24 +147,21 @@ def table2(data: Mapping[str, ScenarioData], lrt_pairs: Sequence[str],
                     if nw:
                         f, e = binomial_fraction(int(np.sum(wp[np.isfinite(wp)] < alpha)), nw)
                         frac_wald[s, q, li], err_wald[s, q, li] = float(f), float(e)
-                    if null is not None:
-                        lam0 = null.lrt.statistic[:, q, li]
-                        x = lam[ok, q, li]
-                        if name == null_scenario:  # leave-one-out: a draw is not its own null
-                            keep = ~np.eye(lam0.shape[0], dtype=bool)[ok]
-                            p_emp = np.array([float(empirical_pvalue(xi, lam0[k]))
-                                              for xi, k in zip(x, keep)])
-                        else:
-                            p_emp = _as_f64(empirical_pvalue(x, lam0))
+                    if lam0.size:
+                        p_emp = _as_f64(empirical_pvalue(lam[ok, q, li], lam0))
                         f, e = binomial_fraction(int(np.sum(p_emp <= alpha)), n)
                         frac_cal[s, q, li], err_cal[s, q, li] = float(f), float(e)
     return Table2(
         scenarios=scen, lrt_pairs=tuple(lrt_pairs), likelihoods=tuple(likelihoods),
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
-        alpha=float(alpha), null_scenario=null_scenario if null is not None else "",
+        alpha=float(alpha), n_calibration=int(M),
         critical_lambda=crit, fraction_wilks=frac_wilks, error_wilks=err_wilks,
         fraction_calibrated=frac_cal, error_calibrated=err_cal,
-        fraction_wald=frac_wald, error_wald=err_wald)
+        fraction_wald=frac_wald, error_wald=err_wald,
+        calibration_source=tuple(calibration_source(p) for p in lrt_pairs),
+        null_true=np.array([[null_true(s, p) for p in lrt_pairs] for s in scen],
+                           dtype=bool).reshape(S, Q),
+        calibration_wilks_fraction=cal_wilks, calibration_wilks_error=cal_wilks_err)
 
 
 def _mean_err(x: np.ndarray) -> tuple[float, float]:
@@ -135,11 +172,71 @@ def _mean_err(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), err
 
 
+def w_covariance_inverse(w_true: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """Inverse covariance of w(theta) across realisations that exists at this N.
+
+    Parameters
+    ----------
+    w_true : ndarray, shape (N, B)
+
+    Returns
+    -------
+    cinv : ndarray, shape (B, B)
+        ``nan`` when N < 2.
+    hartlap : float
+        ``(N - B - 2) / (N - 1)`` when the Hartlap-corrected sample inverse is
+        used, else ``nan``.
+    note : str
+        One line naming the covariance used and why.
+
+    Notes
+    -----
+    For N > B + 2 the sample covariance with the Hartlap factor (Berlfein+24
+    Eq. 24 style). For 2 <= N <= B + 2 that inverse does not exist (the Hartlap
+    factor is <= 0 and the sample covariance is singular for N <= B): the
+    Ledoit-Wolf shrinkage estimate (:class:`sklearn.covariance.LedoitWolf`,
+    shrinkage towards a scaled identity, rescaled by N / (N - 1) to the
+    unbiased normalisation) is positive definite when its estimated shrinkage
+    is positive; where it is not (e.g. N = 2, the shrinkage estimate can vanish)
+    the per-bin variances (diagonal covariance) are used. Neither inverse has a
+    Hartlap-like correction, so sigma_A is then indicative.
+    """
+    wt = _as_f64(w_true)
+    N, B = wt.shape
+    if N > B + 2:
+        h = (N - B - 2.0) / (N - 1.0)
+        cinv = _as_f64(hartlap_inverse(sample_covariance(wt), N))
+        return cinv, h, (f"sample covariance of w_true over N = {N} realisations, "
+                         f"Hartlap factor {h:.3f}")
+    if N < 2:
+        return (np.full((B, B), np.nan), float("nan"),
+                f"N = {N}: no covariance of w_true across realisations (needs N >= 2)")
+    from sklearn.covariance import LedoitWolf
+
+    why = f"N = {N} <= B + 2 = {B + 2}, the Hartlap-corrected sample inverse does not exist"
+    lw = LedoitWolf().fit(wt)
+    cov = lw.covariance_ * N / (N - 1.0)
+    eig = np.linalg.eigvalsh(cov)
+    if eig[0] > 1e-10 * eig[-1] > 0:
+        return (np.linalg.inv(cov), float("nan"),
+                f"Ledoit-Wolf shrinkage covariance of w_true (shrinkage "
+                f"{lw.shrinkage_:.2f}): {why}")
+    var = wt.var(axis=0, ddof=1)  # the estimated shrinkage vanished: cov has rank N - 1
+    if np.all(var > 0):
+        return (np.diag(1.0 / var), float("nan"),
+                f"diagonal covariance of w_true (per-bin variances; the Ledoit-Wolf estimate "
+                f"is singular at this N): {why}")
+    return (np.full((B, B), np.nan), float("nan"),
+            f"no covariance of w_true: a bin has zero variance over the N = {N} realisations")
+
+
 def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     """Mean amplitude bias dA/sigma_A per scenario and estimator (Berlfein+24 Table 3).
 
-    See :class:`hpcsys.io.tables.Table3` for the definition. Scenarios with
-    N <= B + 2 realisations (no Hartlap inverse) get ``nan`` rows.
+    See :class:`hpcsys.io.tables.Table3` for the definition. The covariance of
+    w comes from :func:`w_covariance_inverse` (Hartlap-corrected sample
+    inverse for N > B + 2, Ledoit-Wolf shrinkage below); each scenario's
+    ``covariance_note`` says which and why.
     """
     scen = tuple(data)
     est = ("uncorrected", *methods)
@@ -147,16 +244,17 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     mean, err, mean_d, err_d = (np.full((S, E), np.nan) for _ in range(4))
     hartlap = np.full(S, np.nan)
     sigma_A = np.full(S, np.nan)
+    notes = []
     B = 0
     with jax.enable_x64(True):
         for s, name in enumerate(scen):
             d = data[name]
             wt = _as_f64(d.w_true)
-            N, B = wt.shape
-            if N <= B + 2:
+            B = wt.shape[1]
+            cinv, hartlap[s], note = w_covariance_inverse(wt)
+            notes.append(note)
+            if not np.all(np.isfinite(cinv)):
                 continue
-            hartlap[s] = (N - B - 2.0) / (N - 1.0)
-            cinv = hartlap_inverse(sample_covariance(wt), N)
             w_ref = wt.mean(axis=0)
             A_true, sigma = amplitude_fit(wt, w_ref, cinv)
             A_true, sigma_A[s] = _as_f64(A_true), float(_as_f64(sigma)[0])
@@ -170,7 +268,8 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
         scenarios=scen, estimators=est,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
         n_bins=int(B), hartlap_factor=hartlap, sigma_A=sigma_A, mean_dA_over_sigma=mean,
-        error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d)
+        error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d,
+        covariance_note=tuple(notes))
 
 
 def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
@@ -178,7 +277,11 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     """Bias, scatter, likelihood errors, pulls and coverage per method and parameter.
 
     See :class:`hpcsys.io.tables.RecoveryTable`. Parameters a method's model
-    does not estimate (e.g. ``b`` for an additive method) are ``nan``.
+    does not estimate (e.g. ``b`` for an additive method) are ``nan``, and so
+    are all parameters of the map-weighting methods (ISD,
+    :data:`hpcsys.config.REMEASURED_METHODS`): their coefficients describe
+    weights, not the (a, b) of Berlfein+24 Eqs. 11-13, so they are judged
+    through w(theta) only (Table 3).
     """
     scen = tuple(data)
     K = n_templates
@@ -187,10 +290,13 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     out = {k: np.full((S, M, P), np.nan) for k in (
         "bias", "scatter", "bias_over_error", "likelihood_error", "error_ratio", "pull_std",
         "coverage68", "coverage95", "coverage68_indep", "coverage95_indep")}
+    w_only = tuple(m for m in methods if m in REMEASURED_METHODS)
     for s, name in enumerate(scen):
         d = data[name]
         N = d.n_realisations
         for m, meth in enumerate(methods):
+            if meth in w_only:  # weights, not (a, b): judged through w (Table 3) only
+                continue
             ma = d.methods[meth]
             has_a, has_b = MODELS.get(ma.model, (True, True))
             blocks = []
@@ -228,7 +334,7 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     return RecoveryTable(
         scenarios=scen, methods=tuple(methods), parameters=params,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
-        **out)
+        **out, w_only=w_only)
 
 
 def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, RecoveryTable]:
@@ -243,7 +349,7 @@ def compute_tables(res: ResultsFile, alpha: float) -> tuple[Table2, Table3, Reco
     """
     data = {s: res.scenario(s) for s in res.scenarios}
     return (
-        table2(data, res.lrt_pairs, res.likelihoods, alpha),
+        table2(data, res.lrt_pairs, res.likelihoods, alpha, res.calibration()),
         table3(data, res.method_names),
         recovery_table(data, res.method_names, len(res.coords.template)),
     )
@@ -335,6 +441,7 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
         read_task,
         task_path,
         task_status,
+        write_calibration,
         write_results,
         write_tables,
     )
@@ -379,6 +486,7 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
                            f"--resume to redo the task") from None
         with h5py.File(p, "r") as f:
             hosts.append(str(f.attrs.get("host", "")))
+    calibration = _read_calibration(run_dir, config, h)
     info = {}
     if (run_dir / INFO_FILE).is_file():
         info = json.loads((run_dir / INFO_FILE).read_text())
@@ -403,6 +511,8 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
     try:
         with atomic_path(path) as tmp:  # .tmp-results-<pid>.h5 until the tables are in
             write_results(tmp, records, coords=coords, provenance=prov, templates=templates)
+            if calibration is not None:
+                write_calibration(tmp, calibration)
             with open_results(tmp) as res:
                 t2, t3, rec = compute_tables(
                     res, alpha=config.analysis.alpha if alpha is None else alpha)
@@ -410,3 +520,50 @@ def _reduce_locked(run_dir: Path, alpha: float | None) -> Path:
     except DiskFullError as exc:  # name the file the user knows, not its temporary
         raise DiskFullError(exc.errno, f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     return path
+
+
+def _read_calibration(run_dir: Path, config: Any, cfg_hash: str) -> CalibrationData | None:
+    """Stack the calibration task files of a run (None when it has no calibration set).
+
+    Raises
+    ------
+    RunError
+        Some calibration tasks are missing, incomplete or of another
+        configuration, or they were computed at different bootstrap points.
+    """
+    from hpcsys.calibration import (
+        BOOTSTRAP_MODELS,
+        CalibrationResult,
+        calibration_path,
+        same_points,
+    )
+    from hpcsys.io import TaskFileError, read_task, task_status
+    from hpcsys.rundir import RunError
+
+    M = config.analysis.calibration_realisations
+    if M == 0:
+        return None
+    paths = [calibration_path(run_dir, j) for j in range(M)]
+    missing = [p for p in paths if not task_status(p).complete]
+    if missing:
+        raise RunError(f"{run_dir}: {len(missing)} of {M} calibration tasks missing or "
+                       f"incomplete ({', '.join(p.name for p in missing[:5])}"
+                       f"{', ...' if len(missing) > 5 else ''}); run again with --resume")
+    try:
+        recs = [read_task(p, CalibrationResult, cfg_hash=cfg_hash) for p in paths]
+    except TaskFileError as exc:
+        raise RunError(str(exc)) from None
+    a0, b0 = recs[0].bootstrap_a, recs[0].bootstrap_b
+    stale = [p.name for p, r in zip(paths, recs)
+             if not (same_points(r.bootstrap_a, a0) and same_points(r.bootstrap_b, b0))]
+    if stale:
+        raise RunError(f"{run_dir}: calibration tasks {', '.join(stale[:5])} were computed at "
+                       f"other bootstrap points than {paths[0].name}; delete them and run "
+                       f"again with --resume")
+    return CalibrationData(
+        scenarios=tuple(config.run.scenarios), bootstrap_models=BOOTSTRAP_MODELS,
+        index=np.array([r.index for r in recs], dtype=np.int64),
+        seed_words=np.stack([r.seed_words for r in recs]),
+        statistic=np.stack([r.statistic for r in recs]),
+        null_pvalue=np.stack([r.null_pvalue for r in recs]),
+        bootstrap_a=np.asarray(a0, dtype=float), bootstrap_b=np.asarray(b0, dtype=float))

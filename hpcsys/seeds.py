@@ -26,6 +26,9 @@ STREAMS: dict[str, int] = {
     "method": 4,  # stochastic methods (CV folds, samplers), per (scenario, realisation, method)
     "synthetic": 5,  # synthetic test and example maps
     "population": 6,  # population (joint) fits
+    "calibration_field": 7,  # true field of Table 2 calibration mock j (hpcsys.calibration)
+    "calibration_counts": 8,  # Poisson counts of calibration mock j
+    "calibration_templates": 9,  # templates of calibration mock j when templates.redraw
     "jackknife": 10,  # k-means initialisation of the jackknife regions, once per run
 }
 

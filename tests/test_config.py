@@ -33,6 +33,34 @@ def test_shipped_configs_are_valid_and_complete(name: str, tmp_path: Path) -> No
     assert load_config(path).to_dict() == cfg.to_dict()
 
 
+@pytest.mark.parametrize("name", ["ci", "quick", "paper"])
+def test_shipped_amplitudes_are_calibrated_or_say_why_not(name: str) -> None:
+    """Each contamination amplitude is the calibrated default (hpcsys.sims.truth) or its
+    line in the shipped YAML carries a ``# reason:`` comment."""
+    from hpcsys.config import ContaminationSection
+
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    lines = (CONFIGS / f"{name}.yaml").read_text().splitlines()
+    calibrated = ContaminationSection()
+    for key in ("additive_amplitude", "multiplicative_amplitude"):
+        value = getattr(cfg.contamination, key)
+        if value == getattr(calibrated, key):
+            continue
+        line = next((ln for ln in lines if ln.strip().startswith(f"{key}:")), "")
+        assert "# reason:" in line, (f"{name}.yaml: contamination.{key} = {value} differs from "
+                                     f"the calibrated {getattr(calibrated, key)} without a "
+                                     "'# reason:' comment")
+
+
+def test_paper_config_uses_the_calibrated_amplitudes() -> None:
+    from hpcsys.config import ContaminationSection
+
+    cfg, calibrated = load_config(CONFIGS / "paper.yaml"), ContaminationSection()
+    assert cfg.contamination.additive_amplitude == calibrated.additive_amplitude
+    assert cfg.contamination.multiplicative_amplitude == calibrated.multiplicative_amplitude
+    assert cfg.analysis.calibration_realisations >= 1 / cfg.analysis.alpha - 1
+
+
 def test_float32_precision_is_refused_with_one_clear_line() -> None:
     """float32 is not supported (docs/science/conventions.rst): refused, naming the key."""
     with pytest.raises(ConfigError, match=r"^run\.precision: must be one of float64; got 'float32'"):

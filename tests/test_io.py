@@ -13,6 +13,7 @@ from _results_synthetic import LIKES, METHODS, B, K, assert_same, coords, proven
 
 from hpcsys.io import (
     SCHEMA_VERSION,
+    CalibrationData,
     RecoveryTable,
     ResultsFormatError,
     SerializationError,
@@ -27,6 +28,7 @@ from hpcsys.io import (
     render_report,
     task_path,
     task_status,
+    write_calibration,
     write_dataclass,
     write_results,
     write_tables,
@@ -179,14 +181,42 @@ def test_aggregate_refuses_inconsistent_tasks(tmp_path: Path) -> None:
 def _tables(S: int = 2, Q: int = 5, L: int = 2, E: int = 4, P: int = 6):
     rng = np.random.default_rng(5)
     t2 = Table2(("null", "additive")[:S], tuple(f"p{q}" for q in range(Q)), LIKES[:L],
-                np.array([10, 12][:S]), 0.05, "null", rng.random((Q, L)),
-                *(rng.random((S, Q, L)) for _ in range(6)))
+                np.array([10, 12][:S]), 0.05, 99, rng.random((S, Q, L)),
+                *(rng.random((S, Q, L)) for _ in range(6)),
+                tuple(f"source {q}" for q in range(Q)), rng.random((S, Q)) < 0.5,
+                rng.random((Q, L)), rng.random((Q, L)))
     t3 = Table3(("null", "additive")[:S], ("uncorrected", "OLS", "ISD-1", "MCMC-comb")[:E],
                 np.array([10, 12][:S]), B, rng.random(S), rng.random(S),
-                *(rng.normal(size=(S, E)) for _ in range(4)))
+                *(rng.normal(size=(S, E)) for _ in range(4)),
+                tuple(f"note {s}" for s in range(S)))
     rec = RecoveryTable(("null", "additive")[:S], METHODS, tuple(f"a_{i}" for i in range(P)),
                         np.array([10, 12][:S]), *(rng.random((S, 3, P)) for _ in range(10)))
     return t2, t3, rec
+
+
+def test_calibration_round_trip(tmp_path: Path) -> None:
+    """/calibration is written with its scales and read back bit for bit."""
+    rng = np.random.default_rng(9)
+    path = write_results(tmp_path / "results.h5", {"null": [random_result("null", 0)]},
+                         coords=coords(), provenance=provenance(1))
+    S, Q, L, M = len(coords().scenario), len(coords().lrt_pair), len(coords().likelihood), 7
+    cal = CalibrationData(
+        scenarios=coords().scenario, bootstrap_models=("additive", "multiplicative"),
+        index=np.arange(M), seed_words=rng.integers(0, 2**32, (M, 4), dtype=np.uint32),
+        statistic=rng.chisquare(3, (M, S, Q, L)), null_pvalue=rng.random((M, Q, L)),
+        bootstrap_a=rng.normal(size=(S, 2, K)), bootstrap_b=rng.normal(size=(S, 2, K)))
+    with open_results(path) as res:
+        assert res.calibration() is None
+    write_calibration(path, cal)
+    write_calibration(path, cal)  # replacing is allowed
+    with open_results(path) as res:
+        back = res.calibration()
+    assert back.n_calibration == M
+    assert_same(back, cal)
+    with h5py.File(path, "r") as f:
+        ds = f["calibration/statistic"]
+        assert [d[0].name for d in ds.dims] == ["/calibration/calibration_index", "/scenario",
+                                                "/lrt_pair", "/likelihood"]
 
 
 def test_tables_round_trip_and_render(tmp_path: Path) -> None:

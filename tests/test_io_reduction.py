@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from hpcsys.io import (
+    CalibrationData,
     DiagnosticsArrays,
     LRTArrays,
     MethodArrays,
@@ -74,42 +75,79 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
         timings=TimingArrays(z((N, 5)), z(N)))
 
 
+def calibration_set(scenarios: tuple[str, ...], lam: np.ndarray, dof: int = K
+                    ) -> CalibrationData:
+    """A CalibrationData holding the given calibration lambdas (M, S, Q, L)."""
+    M, S = lam.shape[:2]
+    return CalibrationData(
+        scenarios=scenarios, bootstrap_models=("additive", "multiplicative"),
+        index=np.arange(M), seed_words=np.zeros((M, 4), np.uint32), statistic=lam,
+        null_pvalue=stats.chi2.sf(lam[:, 0], dof), bootstrap_a=np.zeros((S, 2, K)),
+        bootstrap_b=np.zeros((S, 2, K)))
+
+
 def test_table2_wilks_size_and_power() -> None:
     rng = np.random.default_rng(1)
-    N, alpha = 400, 0.05
+    N, M, alpha = 400, 399, 0.05
     null = scenario("null", N, rng)
     strong = scenario("additive", N, rng, lam=rng.chisquare(K, (N, 2, 1)) + 60.0)
-    t = table2({"null": null, "additive": strong}, PAIRS, LIKES, alpha)
+    cal = calibration_set(("null", "additive"), rng.chisquare(K, (M, 2, 2, 1)))
+    t = table2({"null": null, "additive": strong}, PAIRS, LIKES, alpha, cal)
     band = 3 * np.sqrt(alpha * (1 - alpha) / N)
     assert np.all(np.abs(t.fraction_wilks[0] - alpha) < band)  # correct size under the null
     np.testing.assert_allclose(t.error_wilks[0], np.sqrt(t.fraction_wilks[0] *
                                                          (1 - t.fraction_wilks[0]) / N))
     assert np.all(t.fraction_wilks[1] == 1.0) and np.all(t.fraction_calibrated[1] == 1.0)
-    # leave-one-out calibration on the null itself: size alpha up to ties, 20 of 400 here
-    np.testing.assert_allclose(t.fraction_calibrated[0], 20 / N)
-    np.testing.assert_allclose(t.critical_lambda[:, 0], np.quantile(null.lrt.statistic[:, :, 0],
-                                                                    1 - alpha, axis=0))
-    assert t.null_scenario == "null"
+    # independent calibration set: binomial band of the evaluation and of the calibration
+    band_cal = 3 * np.sqrt(alpha * (1 - alpha) * (1 / N + 1 / M))
+    assert np.all(np.abs(t.fraction_calibrated[0] - alpha) < band_cal)
+    np.testing.assert_allclose(t.critical_lambda[:, :, 0],
+                               np.quantile(cal.statistic[:, :, :, 0], 1 - alpha, axis=0))
+    assert t.n_calibration == M
+    # null/additive is a size in the null scenario, a power in the additive one
+    np.testing.assert_array_equal(t.null_true, [[True, True], [False, True]])
+    # the Wilks size of the tests of the null model on the calibration's exact null mocks
+    k = np.sum(cal.null_pvalue[:, 0, 0] < alpha)
+    np.testing.assert_allclose(t.calibration_wilks_fraction[0, 0], k / M, rtol=1e-12)
+    assert np.isnan(t.calibration_wilks_fraction[1, 0])  # additive/combined: bootstrap
+
+
+def test_table2_calibrated_pvalue_is_the_exact_formula() -> None:
+    """p = (1 + #{lam_cal >= lam}) / (1 + M) from the calibration set alone, per cell."""
+    rng = np.random.default_rng(11)
+    N, M, alpha = 30, 59, 0.05
+    ev = scenario("null", N, rng)
+    lam_cal = rng.chisquare(K, (M, 1, 2, 1))
+    t = table2({"null": ev}, PAIRS, LIKES, alpha, calibration_set(("null",), lam_cal))
+    for q in range(2):
+        lam = ev.lrt.statistic[:, q, 0]
+        p = (1 + (lam_cal[:, 0, q, 0][None, :] >= lam[:, None]).sum(axis=1)) / (1 + M)
+        assert t.fraction_calibrated[0, q, 0] == np.mean(p <= alpha)
 
 
 def test_table2_calibration_fixes_an_anticonservative_wilks() -> None:
     """lambda 3x wider than chi2 (correlated pixels): Wilks over-rejects, calibration does not."""
     rng = np.random.default_rng(2)
-    N, alpha = 400, 0.05
-    wide = lambda: 3.0 * rng.chisquare(K, (N, 2, 1))  # noqa: E731
-    null_a = scenario("null", N, rng, lam=wide())
-    null_b = scenario("additive", N, rng, lam=wide())  # an independent null-like ensemble
-    t = table2({"null": null_a, "additive": null_b}, PAIRS, LIKES, alpha)
-    assert np.all(t.fraction_wilks[1] > 0.3)
-    band = 3 * np.sqrt(alpha * (1 - alpha) / N) + 1 / N
-    assert np.all(np.abs(t.fraction_calibrated[1] - alpha) < band)
+    N, M, alpha = 400, 399, 0.05
+    wide = lambda *shape: 3.0 * rng.chisquare(K, shape)  # noqa: E731
+    t = table2({"null": scenario("null", N, rng, lam=wide(N, 2, 1))}, PAIRS, LIKES, alpha,
+               calibration_set(("null",), wide(M, 1, 2, 1)))
+    assert np.all(t.fraction_wilks[0] > 0.3)
+    band = 3 * np.sqrt(alpha * (1 - alpha) * (1 / N + 1 / M))
+    assert np.all(np.abs(t.fraction_calibrated[0] - alpha) < band)
 
 
-def test_table2_without_null_scenario() -> None:
+def test_table2_without_calibration_set() -> None:
     rng = np.random.default_rng(3)
     t = table2({"additive": scenario("additive", 20, rng)}, PAIRS, LIKES, 0.05)
-    assert t.null_scenario == "" and np.all(np.isnan(t.fraction_calibrated))
+    assert t.n_calibration == 0 and np.all(np.isnan(t.fraction_calibrated))
     assert np.all(np.isfinite(t.fraction_wilks))
+    from hpcsys.io import render_report
+
+    assert "no calibration set" in render_report(t, None, None, "text")
+    with pytest.raises(ValueError, match="lacks scenario"):
+        table2({"additive": scenario("additive", 20, rng)}, PAIRS, LIKES, 0.05,
+               calibration_set(("null",), rng.chisquare(K, (5, 1, 2, 1))))
 
 
 def test_table3_exact_shift_and_unbiased_methods() -> None:
@@ -141,10 +179,38 @@ def test_table3_exact_shift_and_unbiased_methods() -> None:
     assert t.estimators == ("uncorrected", *METHODS)
 
 
-def test_table3_needs_more_realisations_than_bins() -> None:
+@pytest.mark.parametrize("N", [2, 3, B, B + 2])
+def test_table3_at_few_realisations_uses_shrinkage(N: int) -> None:
+    """N <= B + 2: no Hartlap inverse; Ledoit-Wolf (diagonal where its shrinkage
+    vanishes, N = 2) gives finite entries and says so.
+
+    The GLS amplitude is linear in w, so ``w_x = w_true + c w_ref`` gives
+    ``dA / sigma_A = c / sigma_A`` exactly whatever the covariance.
+    """
+    from hpcsys.io import render_report
+    from hpcsys.reduction import w_covariance_inverse
+
     rng = np.random.default_rng(5)
-    t = table3({"s": scenario("s", B + 2, rng)}, METHODS)
-    assert np.isnan(t.hartlap_factor[0]) and np.all(np.isnan(t.mean_dA_over_sigma))
+    w_true = rng.normal(1.0, 0.1, (N, B)) * np.linspace(1.0, 0.2, B)
+    c = 0.3
+    w_ref = w_true.mean(axis=0)
+    w_corr = np.repeat(w_true[:, None], len(METHODS), axis=1)
+    w_corr[:, 0] += c * w_ref
+    d = scenario("s", N, rng, w_true=w_true, w_obs=w_true + c * w_ref, w_corr=w_corr)
+    t = table3({"s": d}, METHODS)
+    kind = "diagonal covariance" if N == 2 else "Ledoit-Wolf shrinkage"
+    assert np.isnan(t.hartlap_factor[0]) and t.covariance_note[0].startswith(kind)
+    assert np.all(np.isfinite(t.mean_dA_over_sigma)) and np.all(np.isfinite(t.error_dA_over_sigma))
+    assert np.all(np.isfinite(t.mean_dA_over_sigma_diag))
+    np.testing.assert_allclose(t.mean_dA_over_sigma[0, :2], c / t.sigma_A[0], rtol=1e-10)
+    np.testing.assert_allclose(t.mean_dA_over_sigma[0, 2:], 0.0, atol=1e-12)
+    cinv, _, _ = w_covariance_inverse(w_true)
+    assert np.all(np.linalg.eigvalsh(cinv) > 0)
+    text = render_report(None, t, None, "text")
+    assert f"Covariance (s): {kind}" in text and "nan" not in text
+    big = table3({"s": scenario("s", B + 3, rng)}, METHODS)
+    assert big.hartlap_factor[0] == pytest.approx(1 / (B + 2))
+    assert "Hartlap factor" in big.covariance_note[0]
 
 
 def test_recovery_honest_and_overconfident_errors() -> None:
@@ -154,9 +220,13 @@ def test_recovery_honest_and_overconfident_errors() -> None:
     over = scenario("over", N, rng, est_noise=0.01, err_scale=1 / 3)
     r = recovery_table({"honest": honest, "over": over}, METHODS, K)
     assert r.parameters == ("a_0", "a_1", "a_2", "b_0", "b_1", "b_2")
-    # OLS is additive: no b; ISD-1 multiplicative: no a; MCMC-comb both
+    # OLS is additive: no b; MCMC-comb both; ISD-1 weights the map: judged through w only
     assert np.all(np.isnan(r.bias[:, 0, K:])) and np.all(np.isfinite(r.bias[:, 0, :K]))
-    assert np.all(np.isnan(r.bias[:, 1, :K])) and np.all(np.isfinite(r.bias[:, 2]))
+    assert np.all(np.isnan(r.bias[:, 1])) and np.all(np.isfinite(r.bias[:, 2]))
+    assert r.w_only == ("ISD-1",)
+    from hpcsys.io import render_report
+
+    assert "ISD-1: judged through w(theta) only" in render_report(None, None, r, "text")
     ok = np.isfinite(r.bias[0])
     # unbiased estimators: bias / (scatter / sqrt N) ~ N(0, 1)
     assert np.all(np.abs(r.bias_over_error[0][ok]) < 4.5)
@@ -193,14 +263,15 @@ def test_table2_wald_column() -> None:
     assert "Wald" in text and "assumes independent pixels" in text
 
 
-def test_report_warns_when_too_few_null_realisations() -> None:
+def test_report_warns_when_too_few_calibration_mocks() -> None:
     from hpcsys.io import render_report
 
     rng = np.random.default_rng(7)
     small = {"null": scenario("null", 14, rng), "additive": scenario("additive", 14, rng)}
-    t = table2(small, PAIRS, LIKES, 0.05)
+    cal = calibration_set(("null", "additive"), rng.chisquare(K, (13, 2, 2, 1)))
+    t = table2(small, PAIRS, LIKES, 0.05, cal)
     assert np.all(t.fraction_calibrated == 0.0)  # p >= 1/14 > 0.05 for every draw
-    assert "14 null realisations cannot calibrate" in render_report(t, None, None, "text")
-    big = {"null": scenario("null", 40, rng)}
-    assert "cannot calibrate" not in render_report(table2(big, PAIRS, LIKES, 0.05), None,
-                                                   None, "text")
+    assert "13 calibration mocks cannot calibrate" in render_report(t, None, None, "text")
+    big = calibration_set(("null",), rng.chisquare(K, (40, 1, 2, 1)))
+    assert "cannot calibrate" not in render_report(
+        table2({"null": small["null"]}, PAIRS, LIKES, 0.05, big), None, None, "text")

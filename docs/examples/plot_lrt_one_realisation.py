@@ -11,8 +11,8 @@ scenario is tested: additive vs combined (should reject: the map has
 multiplicative systematics) and multiplicative vs combined (should not).
 
 On a correlated lognormal sky Wilks' law is only approximate; the suite
-therefore also calibrates the test on null-scenario mocks (see the page on the
-spatially-correlated-pixels trap).
+therefore also calibrates the test on a calibration set of independent null
+mocks (see the page on the spatially-correlated-pixels trap).
 """
 
 import jax

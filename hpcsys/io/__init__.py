@@ -7,6 +7,7 @@ to rebuild). The layout of ``results.h5`` is documented in
 """
 
 from hpcsys.io.results import (
+    CalibrationData,
     Coordinates,
     DiagnosticsArrays,
     LRTArrays,
@@ -20,6 +21,7 @@ from hpcsys.io.results import (
     TimingArrays,
     diff_results,
     open_results,
+    write_calibration,
     write_results,
     write_tables,
 )
@@ -40,6 +42,7 @@ from hpcsys.io.tasks import (
 __all__ = [
     "FORMATS",
     "SCHEMA_VERSION",
+    "CalibrationData",
     "Coordinates",
     "DiagnosticsArrays",
     "LRTArrays",
@@ -66,6 +69,7 @@ __all__ = [
     "render_report",
     "task_path",
     "task_status",
+    "write_calibration",
     "write_dataclass",
     "write_results",
     "write_tables",

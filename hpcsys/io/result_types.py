@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "CalibrationData",
     "Coordinates",
     "DiagnosticsArrays",
     "JackknifeArrays",
@@ -264,4 +265,44 @@ class ScenarioData:
     @property
     def n_realisations(self) -> int:
         """Number of realisations N."""
+        return int(self.index.shape[0])
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """The calibration set of Table 2 (:mod:`hpcsys.calibration`): M null mocks.
+
+    Shapes: M calibration tasks, S scenarios (``scenarios``), Q LRT pairs, L
+    likelihoods, P = len(``bootstrap_models``) free null models, K templates.
+
+    Attributes
+    ----------
+    scenarios : tuple of str, length S
+    bootstrap_models : tuple of str, length P
+    index : ndarray of int, shape (M,)
+        Calibration indices ``j`` (streams ``calibration_field``/``calibration_counts``).
+    seed_words : ndarray of uint32, shape (M, 4)
+        State words of each task's calibration field and counts streams.
+    statistic : ndarray, shape (M, S, Q, L)
+        Calibration lambda of each (scenario, test, likelihood): exact null mocks
+        (a = b = 0) for the tests whose null model is ``null``, the parametric
+        bootstrap at the scenario's fitted null for the others.
+    null_pvalue : ndarray, shape (M, Q, L)
+        Wilks p-value of every test on the exact null mocks.
+    bootstrap_a, bootstrap_b : ndarray, shape (S, P, K)
+        The bootstrap points (scenario-mean MLE of each free null model).
+    """
+
+    scenarios: tuple[str, ...]
+    bootstrap_models: tuple[str, ...]
+    index: np.ndarray
+    seed_words: np.ndarray
+    statistic: np.ndarray
+    null_pvalue: np.ndarray
+    bootstrap_a: np.ndarray
+    bootstrap_b: np.ndarray
+
+    @property
+    def n_calibration(self) -> int:
+        """Number of calibration mocks M."""
         return int(self.index.shape[0])

@@ -39,6 +39,7 @@ import numpy as np
 
 from hpcsys.io.atomic import atomic_h5
 from hpcsys.io.result_types import (
+    CalibrationData,
     Coordinates,
     DiagnosticsArrays,
     LRTArrays,
@@ -62,6 +63,7 @@ from hpcsys.io.serialize import SerializationError, read_dataclass, write_datacl
 from hpcsys.io.tables import RecoveryTable, Table2, Table3
 
 __all__ = [
+    "CalibrationData",
     "Coordinates",
     "DiagnosticsArrays",
     "LRTArrays",
@@ -76,6 +78,7 @@ __all__ = [
     "diff_results",
     "open_results",
     "utc_now",
+    "write_calibration",
     "write_results",
     "write_tables",
 ]
@@ -250,6 +253,35 @@ def write_results(
     return path
 
 
+#: Axis names of the datasets under ``/calibration`` (:mod:`hpcsys.io.schema`).
+_CAL_DIMS: dict[str, tuple[str, ...]] = {
+    "seed_words": ("calibration_index", "word"),
+    "statistic": ("calibration_index", "scenario", "lrt_pair", "likelihood"),
+    "null_pvalue": ("calibration_index", "lrt_pair", "likelihood"),
+    "bootstrap_a": ("scenario", "bootstrap_model", "template"),
+    "bootstrap_b": ("scenario", "bootstrap_model", "template"),
+}
+
+
+def write_calibration(path: str | Path, cal: CalibrationData) -> None:
+    """Add (or replace) ``/calibration`` of an existing results file (atomically)."""
+    with atomic_h5(path, "r+") as f:
+        if "calibration" in f:
+            del f["calibration"]
+        g = f.create_group("calibration")
+        g.attrs["n_calibration"] = cal.n_calibration
+        scales = {k: f[k] for k in ("scenario", "lrt_pair", "likelihood", "template", "word")
+                  if k in f}
+        ix = g.create_dataset("calibration_index", data=np.asarray(cal.index, dtype=np.int64))
+        ix.make_scale("calibration_index")
+        _write_strings(g, "bootstrap_model", cal.bootstrap_models)
+        g["bootstrap_model"].make_scale("bootstrap_model")
+        scales.update(calibration_index=ix, bootstrap_model=g["bootstrap_model"])
+        _write_strings(g, "scenario_label", cal.scenarios)
+        for name, dims in _CAL_DIMS.items():
+            _attach_scales(g.create_dataset(name, data=getattr(cal, name)), dims, scales)
+
+
 def write_tables(path: str | Path, table2: Table2 | None, table3: Table3 | None,
                  recovery: RecoveryTable | None) -> None:
     """Add (or replace) ``/tables`` of an existing results file (atomically)."""
@@ -391,6 +423,20 @@ class ResultsFile:
                                  {"methods": self.method_names}, scenario=name)
         except KeyError as exc:
             raise ResultsFormatError(f"{self.path}: scenario {name!r} lacks {exc}") from None
+
+    def calibration(self) -> CalibrationData | None:
+        """The calibration set of Table 2, or None when the run had none."""
+        if "calibration" not in self._f:
+            return None
+        g = self._f["calibration"]
+        try:
+            return CalibrationData(
+                scenarios=_strs(g["scenario_label"]),
+                bootstrap_models=_strs(g["bootstrap_model"]),
+                index=g["calibration_index"][()],
+                **{k: g[k][()] for k in _CAL_DIMS})
+        except KeyError as exc:
+            raise ResultsFormatError(f"{self.path}: /calibration lacks {exc}") from None
 
     def _table(self, name: str, cls: type) -> Any:
         if "tables" not in self._f or name not in self._f["tables"]:

@@ -81,6 +81,17 @@ Groups and datasets
     Hessian, ``s^2 (T T^T)^-1``), ``nan`` where a method has none.
 
     ``timings/``: ``stage_seconds`` (index, stage), ``peak_memory_mb`` (index).
+``/calibration/`` (when ``analysis.calibration_realisations`` > 0)
+    The calibration set of Table 2 (:mod:`hpcsys.calibration`,
+    :class:`hpcsys.io.CalibrationData`): attribute ``n_calibration`` (M);
+    scales ``calibration_index`` (M: the index j of the calibration streams)
+    and ``bootstrap_model`` (the free null models, ``additive``,
+    ``multiplicative``); ``scenario_label`` (the scenario axis);
+    ``seed_words`` (calibration_index, word); ``statistic``
+    (calibration_index, scenario, lrt_pair, likelihood): the calibration lambda
+    of each cell; ``null_pvalue`` (calibration_index, lrt_pair, likelihood):
+    Wilks p-values on the exact null mocks; ``bootstrap_a``, ``bootstrap_b``
+    (scenario, bootstrap_model, template): the bootstrap points.
 ``/tables/table2/``
     Rejection fraction of each null model (Berlfein+24 Table 2): see
     :class:`hpcsys.io.tables.Table2`.
@@ -90,10 +101,13 @@ Groups and datasets
 ``/tables/recovery/``
     Parameter recovery per method: see :class:`hpcsys.io.tables.RecoveryTable`.
 
-Schema version 2 had ``a_err``, ``b_err``, ``cov`` of OLS and the MLE fits
-from the independent-pixel formulas, no Wald test, no jackknife and no MCMC
-posterior summaries (medians, intervals, ESS per parameter, R-hat, stop
-reason); version 1 stored the axis names in a
+Schema version 3 added the honest errors (``a_err``, ``b_err``, ``cov`` of
+OLS and the MLE fits from the harmonic sandwich, the independent-pixel ones
+as ``*_indep``), the Wald tests, ``/jackknife``, the MCMC posterior
+summaries (medians, intervals, ESS per parameter, R-hat, stop reason),
+``/calibration`` and the calibration fields of Table 2 (``critical_lambda``
+per scenario, ``n_calibration`` instead of ``null_scenario``); version 2
+files are refused (run again). Schema version 1 stored the axis names in a
 comma-separated ``dims`` attribute, the labels under ``/coords``, the LRT
 statistic as ``lrt/lambda`` and the method diagnostics flat in
 ``methods/<name>/``; :func:`hpcsys.io.open_results` refuses such files with

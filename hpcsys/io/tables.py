@@ -23,18 +23,22 @@ class Table2:
 
     For each scenario, LRT pair ``(null model, alternative)`` and likelihood,
     the fraction of realisations in which the null model is rejected at level
-    ``alpha``, with binomial errors sqrt(f (1 - f) / N). Two versions
-    (docs/correlated_pixels.rst):
+    ``alpha``, with binomial errors sqrt(f (1 - f) / N). Where the scenario's
+    contamination model is nested in the test's null model (``null_true``) the
+    fraction is the test's *size* (should be ``alpha``), elsewhere its *power*.
+    Two versions (docs/correlated_pixels.rst):
 
     * ``wilks``: reject when the chi-square(dof) p-value is below ``alpha``
       (assumes independent pixels; over-rejects on correlated skies);
     * ``calibrated``: reject when the empirical p-value
-      ``(1 + #{lambda_null >= lambda}) / (1 + M)`` against the M values of
-      lambda over the realisations of ``null_scenario`` is at most ``alpha``
-      (the mock-calibrated null distribution; leave-one-out on
-      ``null_scenario`` itself, where its size is then about ``alpha``). No
-      p-value is below 1/(M + 1): with M < 1/alpha - 1 null realisations the
-      calibrated test cannot reject (the report says so);
+      ``(1 + #{lambda_cal >= lambda}) / (1 + M)`` against the M values of
+      lambda of the run's calibration set (:mod:`hpcsys.calibration`: null
+      mocks with their own random streams, disjoint from the evaluated
+      realisations; exact null mocks for tests of the ``null`` model, a
+      parametric bootstrap at the scenario-mean fitted null for the others,
+      ``calibration_source``) is at most ``alpha``. No p-value is below
+      1/(M + 1): with M < 1/alpha - 1 the calibrated test cannot reject (the
+      report says so); with M = 0 (no calibration set) the columns are ``nan``;
     * ``wald``: reject when the Wald test of the alternative's extra
       coefficients with the honest (harmonic sandwich) covariance has a
       chi-square p-value below ``alpha`` (no mocks needed; holds its size on a
@@ -47,14 +51,20 @@ class Table2:
     likelihoods : tuple of str, length L
     n_realisations : ndarray of int, shape (S,)
     alpha : float
-    null_scenario : str
-        Scenario supplying the empirical null ('' if the run has none: then the
-        calibrated columns are ``nan``).
-    critical_lambda : ndarray, shape (Q, L)
-        Empirical ``1 - alpha`` quantile of lambda on ``null_scenario``.
+    n_calibration : int
+        Calibration mocks M (0: none).
+    critical_lambda : ndarray, shape (S, Q, L)
+        Empirical ``1 - alpha`` quantile of the calibration lambda of each cell.
     fraction_wilks, error_wilks, fraction_calibrated, error_calibrated : ndarray, shape (S, Q, L)
     fraction_wald, error_wald : ndarray, shape (S, Q, L)
         Wald rejection fraction and its binomial error.
+    calibration_source : tuple of str, length Q
+        How each test is calibrated (:func:`hpcsys.calibration.calibration_source`).
+    null_true : ndarray of bool, shape (S, Q)
+        The cell measures a size (True) or a power (False).
+    calibration_wilks_fraction, calibration_wilks_error : ndarray, shape (Q, L)
+        Wilks rejection fraction on the M exact null mocks of the calibration
+        set (the Wilks size of the tests of ``null`` with M draws; ``nan`` elsewhere).
     """
 
     scenarios: tuple[str, ...]
@@ -62,7 +72,7 @@ class Table2:
     likelihoods: tuple[str, ...]
     n_realisations: np.ndarray
     alpha: float
-    null_scenario: str
+    n_calibration: int
     critical_lambda: np.ndarray
     fraction_wilks: np.ndarray
     error_wilks: np.ndarray
@@ -70,6 +80,10 @@ class Table2:
     error_calibrated: np.ndarray
     fraction_wald: np.ndarray
     error_wald: np.ndarray
+    calibration_source: tuple[str, ...]
+    null_true: np.ndarray
+    calibration_wilks_fraction: np.ndarray
+    calibration_wilks_error: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -93,12 +107,18 @@ class Table3:
     n_realisations : ndarray of int, shape (S,)
     n_bins : int
     hartlap_factor : ndarray, shape (S,)
-        ``(N - B - 2) / (N - 1)``; ``nan`` (and table entries ``nan``) when N <= B + 2.
+        ``(N - B - 2) / (N - 1)`` when the Hartlap-corrected sample inverse is
+        used (N > B + 2); ``nan`` when the Ledoit-Wolf shrinkage covariance is
+        used instead (2 <= N <= B + 2) or none exists (N < 2, entries ``nan``).
     sigma_A : ndarray, shape (S,)
     mean_dA_over_sigma, error_dA_over_sigma : ndarray, shape (S, E)
         With the full template cross-correlation correction (Eq. 16).
     mean_dA_over_sigma_diag, error_dA_over_sigma_diag : ndarray, shape (S, E)
-        With template autocorrelations only (no cross terms); ``nan`` where undefined.
+        With template autocorrelations only (no cross terms); ``nan`` for
+        map-weighting methods (ISD: no Eq. 16 terms; the report says so).
+    covariance_note : tuple of str, length S
+        Which covariance of w each scenario used and why
+        (:func:`hpcsys.reduction.w_covariance_inverse`), printed by the report.
     """
 
     scenarios: tuple[str, ...]
@@ -111,6 +131,7 @@ class Table3:
     error_dA_over_sigma: np.ndarray
     mean_dA_over_sigma_diag: np.ndarray
     error_dA_over_sigma_diag: np.ndarray
+    covariance_note: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,9 @@ class RecoveryTable:
     n_realisations : ndarray of int, shape (S,)
     bias, scatter, bias_over_error, likelihood_error, error_ratio, pull_std,
     coverage68, coverage95, coverage68_indep, coverage95_indep : ndarray, shape (S, M, P)
+    w_only : tuple of str
+        Methods judged through w(theta) only (ISD: their coefficients are
+        weights, not (a, b)); their rows are ``nan`` and the report says why.
     """
 
     scenarios: tuple[str, ...]
@@ -154,6 +178,7 @@ class RecoveryTable:
     coverage95: np.ndarray
     coverage68_indep: np.ndarray
     coverage95_indep: np.ndarray
+    w_only: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -205,18 +230,19 @@ def render_table(title: str, header: list[str], rows: list[list[str]], fmt: str)
 
 
 def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
-    header = ["scenario", "N", "likelihood", "test (null/alt)",
-              "rejected (Wilks, assumes independent pixels)", "rejected (Wald, sandwich)"]
-    header.append("rejected (mock-calibrated)")
+    header = ["scenario", "N", "likelihood", "test (null/alt)", "measures",
+              "rejected (Wilks, assumes independent pixels)", "rejected (Wald, sandwich)",
+              f"rejected (mock-calibrated, M = {t.n_calibration})"]
     if fmt == "csv":
-        header = ["scenario", "N", "likelihood", "test", "wilks", "wilks_err",
+        header = ["scenario", "N", "likelihood", "test", "measures", "wilks", "wilks_err",
                   "calibrated", "calibrated_err"]
-        header[6:6] = ["wald", "wald_err"]
+        header[7:7] = ["wald", "wald_err"]
     rows = []
     for s, sc in enumerate(t.scenarios):
         for li, lk in enumerate(t.likelihoods):
             for q, pair in enumerate(t.lrt_pairs):
-                r = [sc, str(int(t.n_realisations[s])), lk, pair]
+                r = [sc, str(int(t.n_realisations[s])), lk, pair,
+                     "size" if t.null_true[s, q] else "power"]
                 fw, ew = t.fraction_wilks[s, q, li], t.error_wilks[s, q, li]
                 fc, ec = t.fraction_calibrated[s, q, li], t.error_calibrated[s, q, li]
                 if fmt == "csv":
@@ -224,10 +250,33 @@ def _table2_rows(t: Table2, fmt: str) -> tuple[list[str], list[list[str]]]:
                 else:
                     r += [_pm(fw, ew, fmt), _pm(fc, ec, fmt)]
                 fa, ea = t.fraction_wald[s, q, li], t.error_wald[s, q, li]  # beside Wilks
-                at = 6 if fmt == "csv" else 5
+                at = 7 if fmt == "csv" else 6
                 r[at:at] = [_fmt(fa), _fmt(ea)] if fmt == "csv" else [_pm(fa, ea, fmt)]
                 rows.append(r)
     return header, rows
+
+
+def _table2_notes(t: Table2) -> list[str]:
+    """Lines under Table 2: the calibration set, its resolution, its Wilks size."""
+    m = t.n_calibration
+    if m == 0:
+        return ["Mock-calibrated columns: nan, the run has no calibration set "
+                "(analysis.calibration_realisations = 0)."]
+    notes = [f"Calibration set: M = {m} null mocks with their own random streams "
+             "(none shared with the evaluated realisations)."]
+    for q, pair in enumerate(t.lrt_pairs):
+        notes.append(f"  {pair}: {t.calibration_source[q]}")
+    if 1.0 / (m + 1) > t.alpha:
+        notes.append(f"NB: {m} calibration mocks cannot calibrate a test at this alpha "
+                     f"(smallest p = 1/(M+1) = {1.0 / (m + 1):.3f}); the calibrated test "
+                     "never rejects")
+    sizes = [f"{pair} {lk} {t.calibration_wilks_fraction[q, li]:.3f} ± "
+             f"{t.calibration_wilks_error[q, li]:.3f}"
+             for q, pair in enumerate(t.lrt_pairs) for li, lk in enumerate(t.likelihoods)
+             if np.isfinite(t.calibration_wilks_fraction[q, li])]
+    if sizes:
+        notes.append(f"Wilks size on the M = {m} exact null mocks: " + "; ".join(sizes))
+    return notes
 
 
 def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
@@ -248,6 +297,21 @@ def _table3_rows(t: Table3, fmt: str) -> tuple[list[str], list[list[str]]]:
                 r += [_pm(m, err, fmt), _pm(md, ed, fmt)]
             rows.append(r)
     return header, rows
+
+
+def _table3_notes(t: Table3) -> list[str]:
+    """Lines under Table 3: the covariance of each scenario, and why any entry is nan."""
+    notes = [f"Covariance ({sc}): {t.covariance_note[s]}" for s, sc in enumerate(t.scenarios)]
+    diag_nan = [e for i, e in enumerate(t.estimators)
+                if np.all(np.isnan(t.mean_dA_over_sigma_diag[:, i]))
+                and np.any(np.isfinite(t.mean_dA_over_sigma[:, i]))]
+    if diag_nan:
+        notes.append(f"No-cross-terms column n/a for {', '.join(diag_nan)}: they weight the "
+                     "map and re-measure w (no Eq. 16 terms to drop)")
+    few = [sc for s, sc in enumerate(t.scenarios) if int(t.n_realisations[s]) < 2]
+    if few:
+        notes.append(f"nan errors for {', '.join(few)}: one realisation has no scatter")
+    return notes
 
 
 def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str]]]:
@@ -279,22 +343,39 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
     parts = []
     if table2 is not None:
         title = (f"Table 2: fraction of realisations rejecting the null model at "
-                 f"alpha = {table2.alpha:g} (Wilks chi2, assumes independent pixels; Wald with "
-                 f"the sandwich covariance; mock-calibrated on "
-                 f"'{table2.null_scenario or 'none'}')")
-        if table2.null_scenario in table2.scenarios:
-            m = int(table2.n_realisations[table2.scenarios.index(table2.null_scenario)])
-            if 1.0 / (m + 1) > table2.alpha:
-                title += (f"; NB: {m} null realisations cannot calibrate a test at this alpha "
-                          f"(smallest p = 1/(M+1) = {1.0 / (m + 1):.3f})")
-        parts.append(render_table(title, *_table2_rows(table2, fmt), fmt))
+                 f"alpha = {table2.alpha:g} (Wilks chi2, assumes independent pixels; Wald "
+                 f"with the sandwich covariance; mock-calibrated on "
+                 f"{table2.n_calibration} independent null mocks); 'size' where the "
+                 f"null model is true, else 'power'")
+        text = render_table(title, *_table2_rows(table2, fmt), fmt)
+        notes = _table2_notes(table2)
+        if fmt == "text":
+            text += "\n" + "\n".join(notes)
+        elif fmt == "markdown":
+            text += "\n\n" + "\n\n".join(notes)
+        elif fmt == "csv":
+            text += "\n" + "\n".join(f"# {n}" for n in notes)
+        parts.append(text)
     if table3 is not None:
         title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
-                 "realisations (GLS, mock covariance, Hartlap)")
-        parts.append(render_table(title, *_table3_rows(table3, fmt), fmt))
+                 "realisations (GLS, mock covariance of w_true)")
+        text = render_table(title, *_table3_rows(table3, fmt), fmt)
+        notes = _table3_notes(table3)
+        if fmt == "text":
+            text += "\n" + "\n".join(notes)
+        elif fmt == "markdown":
+            text += "\n\n" + "\n\n".join(notes)
+        elif fmt == "csv":
+            text += "\n" + "\n".join(f"# {n}" for n in notes)
+        parts.append(text)
     if recovery is not None:
         title = ("Parameter recovery: bias in units of scatter/sqrt(N), the methods' errors "
-                 "(honest sandwich errors for OLS) vs mock-to-mock scatter, pulls and coverage; "
-                 "coverage of the independent-pixel errors beside")
-        parts.append(render_table(title, *_recovery_rows(recovery, fmt), fmt))
+                 "(honest: sandwich for OLS and MCMC, jackknife for ElasticNet) vs mock-to-mock "
+                 "scatter, pulls and coverage; coverage of the independent-pixel errors beside")
+        text = render_table(title, *_recovery_rows(recovery, fmt), fmt)
+        if recovery.w_only:
+            note = (f"{', '.join(recovery.w_only)}: judged through w(theta) only (Table 3); "
+                    "their coefficients describe weights, not (a, b)")
+            text += {"text": "\n", "markdown": "\n\n", "csv": "\n# "}.get(fmt, "\n") + note
+        parts.append(text)
     return "\n\n".join(parts) + "\n"

@@ -104,6 +104,10 @@ class CostEstimate:
     output_dir : Path
     task_file_mb, results_file_mb : float
         Estimated sizes of one per-task file and of ``results.h5``.
+    calibration_seconds : float
+        CPU time of all calibration tasks of Table 2
+        (``analysis.calibration_realisations`` x (mock + (1 + 2 S) model
+        comparisons), :mod:`hpcsys.calibration`), included in the wall time.
     """
 
     n_tasks: int
@@ -121,6 +125,7 @@ class CostEstimate:
     output_dir: Path
     task_file_mb: float
     results_file_mb: float
+    calibration_seconds: float = 0.0
 
 
 def prepare_treecorr_runs(K: int) -> int:
@@ -185,8 +190,12 @@ def estimate_cost(config: Config, n_ranks: int = 1) -> CostEstimate:
     # the longest task: the combined scenario runs the same stages (a few more MLE iterations)
     phase = max(math.ceil(n_tasks / R) * t, t) if n_tasks else 0.0
     prep_wall = base + math.ceil(n_xi / R) * t_run
+    n_cal = config.analysis.calibration_realisations
+    t_cal = stages["mock"] + (1 + 2 * len(config.run.scenarios)) * stages["mle"]
+    cal = n_cal * t_cal
+    phase += max(math.ceil(n_cal / R) * t_cal, t_cal) if n_cal else 0.0
     wall = prep_wall + c["compile"] + phase
-    work = prep + n_tasks * t
+    work = prep + n_tasks * t + cal
     eff = work / (R * wall) if wall > 0 else 1.0
     vectors = 4 * K + 2 * min(m.mcmc_walkers, 256) + 6 * len(m.names) + 20
     mem = c["base_memory_mb"] + npix * 8 * vectors / 2**20
@@ -197,4 +206,4 @@ def estimate_cost(config: Config, n_ranks: int = 1) -> CostEstimate:
     results_mb = n_tasks * per_real / 2**20 + 0.1
     return CostEstimate(n_tasks, npix, t, stages, n_tasks * t / 3600.0, prep, n_xi, prep_wall, R,
                         wall,
-                        eff, mem, config.output_dir, task_mb, results_mb)
+                        eff, mem, config.output_dir, task_mb, results_mb, cal)

@@ -14,7 +14,12 @@
    :func:`hpcsys.pipeline.prepare_run` (deterministic, no communication);
 3. *tasks*: distributed (:mod:`hpcsys.parallel.distribute`), each written
    atomically to ``RUN_DIR/tasks/<scenario>/<index>.h5`` by the rank that ran it;
-4. *reduce*: after a barrier, rank 0 aggregates the task files into
+4. *calibration* (``analysis.calibration_realisations`` > 0): after a barrier,
+   rank 0 derives the bootstrap points from the evaluated task files and the
+   calibration tasks still to run (:mod:`hpcsys.parallel.calibrate`); they are
+   distributed like the tasks and written to ``RUN_DIR/tasks/calibration/<j>.h5``
+   (:mod:`hpcsys.calibration`: own random streams, no methods, no w(theta));
+5. *reduce*: after a barrier, rank 0 aggregates the task files into
    ``RUN_DIR/results.h5`` and adds the tables (:func:`hpcsys.reduction.reduce_run`).
 
 Bad input (the run directory, the free space) is one :class:`RunError` on every
@@ -33,7 +38,8 @@ The environment variable ``HPCSYS_FAULT`` makes chosen tasks fail for real:
 starts; ``kill@<scenario>:<index>`` sends SIGKILL to the process running it
 (as a node failure or an out-of-memory kill would); ``stall@<scenario>:<index>``
 makes that task hang until a signal ends the process (a hung node, or a run
-to interrupt or to race against). Several entries may be separated by commas. Nothing else reads it; leave it unset in production.
+to interrupt or to race against); calibration task ``j`` is ``calibration:<j>``.
+Several entries may be separated by commas. Nothing else reads it; leave it unset in production.
 """
 
 from __future__ import annotations
@@ -368,7 +374,8 @@ def run_tasks(config: Config, *, comm: Any = None, resume: bool = False,
 def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: Any,
                 resources: RankResources | None, faults: dict[tuple[str, int], str], *,
                 configure: bool, reduce: bool, progress_stream: Any, t0: float) -> RunSummary:
-    """Phases 2-4 of :func:`run_tasks` (prepare, tasks, reduce), each guarded by :func:`_phase`."""
+    """Phases 2-5 of :func:`run_tasks` (prepare, tasks, calibration, reduce), each guarded by
+    :func:`_phase`."""
     rank, size = comm.Get_rank(), comm.Get_size()
     pending, n_skipped = plan.pending, plan.n_skipped
     if rank == 0:
@@ -433,9 +440,11 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
             n_here += 1
             busy += time.monotonic() - t_task
     polite_barrier(comm)
+    if config.analysis.calibration_realisations > 0:
+        ctx = _calibration_phase(config, comm, ctx, run_dir, layout, faults, h, progress_stream)
     task_phase = time.monotonic() - t_tasks
 
-    # 4. reduce: provenance and reduction on rank 0
+    # 5. reduce: provenance and reduction on rank 0
     info = comm.gather({"host": layout.host, "device": device,
                         "resources": resources.describe(layout.host) if resources else "",
                         "tasks": n_here, "busy_seconds": round(busy, 3),
@@ -468,6 +477,55 @@ def _run_phases(config: Config, comm: Any, plan: _Plan, run_dir: Path, layout: A
         results_path = run_dir / RESULTS_FILE
     return RunSummary(run_dir, results_path, n_skipped + len(pending), n_skipped, n_here, size,
                       time.monotonic() - t0, resources)
+
+
+def _calibration_phase(config: Config, comm: Any, ctx: Any, run_dir: Path, layout: Any,
+                       faults: dict[tuple[str, int], str], cfg_hash: str,
+                       progress_stream: Any) -> Any:
+    """Phase 4: the calibration tasks of Table 2 (:mod:`hpcsys.parallel.calibrate`).
+
+    Rank 0 computes the bootstrap points from the evaluated task files and the
+    calibration tasks still to run; every rank then runs its share. Returns the
+    (possibly newly prepared) run context.
+    """
+    from hpcsys.calibration import CALIBRATION_KIND, calibration_path, run_calibration
+    from hpcsys.parallel.calibrate import calibration_plan
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    plan = None
+    with _phase(comm, "calibration", layout.host):
+        if rank == 0:
+            plan = calibration_plan(config, run_dir, cfg_hash)
+    points, pending = comm.bcast(plan, root=0)
+    with _phase(comm, "calibration", layout.host):
+        if pending and ctx is None:  # a resumed run whose evaluated tasks were all done
+            from hpcsys.parallel.prepare import prepare_context
+
+            ctx = prepare_context(config, comm=comm, cache_dir=run_dir,
+                                  stream=progress_stream)[0]
+    progress = Progress(len(pending), enabled=rank == 0,
+                        interval=config.parallel.progress_interval_s, stream=progress_stream,
+                        approximate=config.parallel.distribution == "cyclic" and size > 1,
+                        label="hpcsys calibration")
+    if rank == 0 and pending:
+        progress.stream.write(
+            f"[hpcsys] {len(pending)} calibration tasks to run on {size} rank(s) "
+            f"({config.analysis.calibration_realisations - len(pending)} already complete)\n")
+        progress.stream.flush()
+    with _phase(comm, "calibration", layout.host):
+        for task in iterate_tasks(pending, comm, config.parallel.distribution, progress.update):
+            try:
+                _maybe_fault(faults, task)
+                result = run_calibration(ctx, task.index, points)
+                write_task(calibration_path(run_dir, task.index), result,
+                           scenario=CALIBRATION_KIND, index=task.index, cfg_hash=cfg_hash,
+                           rank=rank)
+            except BaseException as exc:
+                msg = (f"hpcsys: task {task.label} failed on rank {rank} of {size} "
+                       f"({layout.host}): {type(exc).__name__}: {exc}; aborting the job")
+                _abort_or_raise(comm, msg, exc)
+    polite_barrier(comm)
+    return ctx
 
 
 def _write_templates(path: Path, info: TemplateInfo) -> None:
