@@ -63,7 +63,7 @@ def _timing_context(cfg, n_sample: int):
     from hpcsys import seeds
     from hpcsys.config import parse_config
     from hpcsys.core.pca import pca_rotation
-    from hpcsys.pipeline import TemplateSet, prepare_run
+    from hpcsys.pipeline import TemplateSet, attach_fixed_templates, prepare_run
     from hpcsys.sims.templates import draw_templates
 
     w0, c0 = time.perf_counter(), time.process_time()
@@ -84,7 +84,9 @@ def _timing_context(cfg, n_sample: int):
     n_full = p + single + p * (p - 1) + p * single
     B = cfg.twopoint.n_bins
     zero = np.zeros((B, K, K))
-    ctx = dataclasses.replace(ctx, config=cfg, fixed=TemplateSet(T, V, zero, zero))
+    # the fixed templates with their sandwich transform, as a real run's context has them
+    ctx = attach_fixed_templates(dataclasses.replace(ctx, config=cfg),
+                                 TemplateSet(T, V, zero, zero))
     return ctx, {"wall": time.perf_counter() - w0, "cpu": time.process_time() - c0,
                  "cache_hit": False, "treecorr_runs": n_sample,
                  "n_pixels": int(ctx.footprint.n_pixels), "xi_sampled": n_sample,

@@ -13,6 +13,7 @@ from scipy import stats
 from hpcsys.io import (
     CalibrationData,
     DiagnosticsArrays,
+    JackknifeArrays,
     LRTArrays,
     MethodArrays,
     MLEArrays,
@@ -72,7 +73,9 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
                       z((N, F, L)), z((N, F, L, 2 * K, 2 * K)), z((N, F, L, K)), z((N, F, L, K))),
         lrt=LRTArrays(lam, pvalue, np.full((N, Q), dof), wald, stats.chi2.sf(wald, dof),
                       np.full((N, Q), dof)),
-        timings=TimingArrays(z((N, 5)), z(N)))
+        jackknife=JackknifeArrays(z(N, int), z((N, M, 2 * K, 2 * K)), z((N, F, L, K)),
+                                  z((N, F, L, K))),
+        timings=TimingArrays(z((N, 6)), z(N)))
 
 
 def calibration_set(scenarios: tuple[str, ...], lam: np.ndarray, dof: int = K

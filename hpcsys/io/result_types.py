@@ -111,8 +111,9 @@ class DiagnosticsArrays:
     hit_pole: np.ndarray
     wall_time: np.ndarray
     message: np.ndarray
-    penalty: np.ndarray
-    l1_ratio: np.ndarray
+    # ElasticNet's cross-validated choice; empty when built by hand without them
+    penalty: np.ndarray = field(default_factory=lambda: np.empty(0))
+    l1_ratio: np.ndarray = field(default_factory=lambda: np.empty(0))
     # MCMC convergence (issue 13, item 6); empty when built by hand without them
     rhat_max: np.ndarray = field(default_factory=lambda: np.empty(0))
     stop_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
