@@ -181,6 +181,7 @@ def _section_amplitude(res: ResultsFile) -> list[str]:
     lines.append("")
     for s, sc in enumerate(t3.scenarios):
         if sc == "null":
+            lines.append(_null_overcorrection(t3, s))
             continue
         u, ue = t3.mean_dA_over_sigma[s, 0], t3.error_dA_over_sigma[s, 0]
         if not np.isfinite(u):
@@ -201,6 +202,24 @@ def _section_amplitude(res: ResultsFile) -> list[str]:
     lines += ["", *(f"Covariance ({sc}): {t3.covariance_note[s]}."
                     for s, sc in enumerate(t3.scenarios))]
     return [*lines, ""]
+
+
+def _null_overcorrection(t3, s: int) -> str:
+    """The null-scenario line: what each correction changed where there is nothing to correct."""
+    if t3.mean_shift_over_sigma.size == 0:
+        return "* **null**: correction shifts not stored (older results file)."
+    cells, off = [], []
+    for e, est in enumerate(t3.estimators[1:], start=1):
+        m, err = t3.mean_shift_over_sigma[s, e], t3.error_shift_over_sigma[s, e]
+        if not np.isfinite(m):
+            continue
+        cells.append(f"{est} {_pm(m, err, 2)}")
+        if not abs(m) <= 2 * err:
+            off.append(est)
+    verdict = ("every method consistent with zero within 2 errors" if not off else
+               f"not consistent with zero within 2 errors: {', '.join(off)} (over-correction)")
+    return ("* **null** (nothing to correct): mean (corrected − uncorrected) ΔA/σ_A, paired "
+            f"per realisation: {'; '.join(cells)}; {verdict}.")
 
 
 def _section_population(out: Path) -> list[str]:

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 
     clock = _Clock()
     pipeline.run_method = clock.wrap(pipeline.run_method, lambda name, *a, **k: name)
-    pipeline.fit_mle = clock.wrap(pipeline.fit_mle, lambda *a, **k: "mle")
+    pipeline.compare_models = clock.wrap(pipeline.compare_models, lambda *a, **k: "mle")
     pipeline.make_mock = clock.wrap(pipeline.make_mock, lambda *a, **k: "mock")
     corr = ctx.correlator
     corr.w_many = clock.wrap(corr.w_many, lambda *a, **k: "w(theta)")

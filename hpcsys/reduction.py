@@ -241,7 +241,7 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
     scen = tuple(data)
     est = ("uncorrected", *methods)
     S, E = len(scen), len(est)
-    mean, err, mean_d, err_d = (np.full((S, E), np.nan) for _ in range(4))
+    mean, err, mean_d, err_d, shift, err_shift = (np.full((S, E), np.nan) for _ in range(6))
     hartlap = np.full(S, np.nan)
     sigma_A = np.full(S, np.nan)
     notes = []
@@ -260,16 +260,20 @@ def table3(data: Mapping[str, ScenarioData], methods: Sequence[str]) -> Table3:
             A_true, sigma_A[s] = _as_f64(A_true), float(_as_f64(sigma)[0])
             full = [_as_f64(d.w_obs)] + [_as_f64(d.w_corrected[:, m]) for m in range(len(methods))]
             diag = [_as_f64(d.w_obs)] + [_as_f64(d.w_corrected_diag[:, m]) for m in range(len(methods))]
+            A_obs = _as_f64(amplitude_fit(full[0], w_ref, cinv).A)
             for e in range(E):
                 for w, out_m, out_e in ((full[e], mean, err), (diag[e], mean_d, err_d)):
                     A = _as_f64(amplitude_fit(w, w_ref, cinv).A)
                     out_m[s, e], out_e[s, e] = _mean_err((A - A_true) / sigma_A[s])
+                    if out_m is mean:
+                        shift[s, e], err_shift[s, e] = _mean_err((A - A_obs) / sigma_A[s])
     return Table3(
         scenarios=scen, estimators=est,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),
         n_bins=int(B), hartlap_factor=hartlap, sigma_A=sigma_A, mean_dA_over_sigma=mean,
         error_dA_over_sigma=err, mean_dA_over_sigma_diag=mean_d, error_dA_over_sigma_diag=err_d,
-        covariance_note=tuple(notes))
+        covariance_note=tuple(notes), mean_shift_over_sigma=shift,
+        error_shift_over_sigma=err_shift)
 
 
 def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],

@@ -180,6 +180,13 @@ def test_table3_exact_shift_and_unbiased_methods() -> None:
     assert t.mean_dA_over_sigma[0, 3] != 0.0
     assert abs(t.mean_dA_over_sigma[0, 3]) < 4 * t.error_dA_over_sigma[0, 3]
     assert t.estimators == ("uncorrected", *METHODS)
+    # what each correction changed, paired: the fit is linear, so the mean shift is
+    # exactly the difference of the mean biases; OLS and ISD-1 undo the offset exactly
+    np.testing.assert_allclose(t.mean_shift_over_sigma[0],
+                               t.mean_dA_over_sigma[0] - t.mean_dA_over_sigma[0, 0], atol=1e-12)
+    assert t.mean_shift_over_sigma[0, 0] == 0.0 and t.error_shift_over_sigma[0, 0] == 0.0
+    assert t.error_shift_over_sigma[0, 1] < 1e-10
+    assert t.error_shift_over_sigma[0, 3] == pytest.approx(t.error_dA_over_sigma[0, 3], rel=1e-6)
 
 
 @pytest.mark.parametrize("N", [2, 3, B, B + 2])

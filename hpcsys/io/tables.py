@@ -7,7 +7,7 @@ readers need nothing but :mod:`hpcsys.io`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -119,6 +119,12 @@ class Table3:
     covariance_note : tuple of str, length S
         Which covariance of w each scenario used and why
         (:func:`hpcsys.reduction.w_covariance_inverse`), printed by the report.
+    mean_shift_over_sigma, error_shift_over_sigma : ndarray, shape (S, E)
+        What each correction changed: mean over realisations of
+        ``(A(w_x) - A(w_obs)) / sigma_A`` (paired; zero for ``uncorrected``)
+        and its standard error. In the ``null`` scenario there is nothing to
+        correct, so it must be consistent with zero (an over-correction
+        otherwise).
     """
 
     scenarios: tuple[str, ...]
@@ -132,6 +138,8 @@ class Table3:
     mean_dA_over_sigma_diag: np.ndarray
     error_dA_over_sigma_diag: np.ndarray
     covariance_note: tuple[str, ...]
+    mean_shift_over_sigma: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    error_shift_over_sigma: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
 
 
 @dataclass(frozen=True)
