@@ -208,5 +208,5 @@ def test_isd_lmax_band_and_bad_value():
     np.testing.assert_array_equal(ref.b_err, same.b_err)
     low = run_method("ISD-1", data, MethodsSection(isd_lmax=20), SEED)
     np.testing.assert_allclose(low.b_err, ref.b_err, rtol=0.1)
-    with pytest.raises(MethodInputError, match="methods.isd_lmax: at most 3 NSIDE - 1 = 47"):
+    with pytest.raises(MethodInputError, match=r"methods\.isd_lmax: at most 3 NSIDE - 1 = 47"):
         run_method("ISD-1", data, MethodsSection(isd_lmax=48), SEED)
