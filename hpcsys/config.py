@@ -223,6 +223,9 @@ class MethodsSection:
         "own spectrum, docs/methods.rst) or ``independent`` (std/sqrt(n), pixels independent).",
         _one_of("harmonic", "independent"),
     )
+    isd_lmax: int | None = _param(
+        None, "Largest multipole treated exactly by the harmonic ISD errors (white above it); "
+        "default 3 NSIDE - 1. Cost scales as lmax^2 (docs/methods.rst).", _optional(_at_least(1)))
     isd_n_bins: int = _param(
         10, "Equal-count template bins of the ISD 1-D fits (>= 5 for ISD-3).", _at_least(5)
     )

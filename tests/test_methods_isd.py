@@ -193,3 +193,20 @@ def test_isd_null_selection_rate_on_kids_lognormal_mocks():
     half = 3.0 * np.sqrt(0.05 * 0.95 / m)
     assert abs(np.mean(np.array(z_h) > 1.96) - 0.05) < half
     assert np.mean(np.array(z_i) > 1.96) > 0.05 + half
+
+
+def test_isd_lmax_band_and_bad_value():
+    """``methods.isd_lmax = 3 NSIDE - 1`` is the default band (identical result); a value
+    above it is refused naming the key; a lower band changes the errors only a little on a
+    white map (its spectrum is white above any band)."""
+    from hpcsys.methods._shared import MethodInputError
+
+    data = synthetic_map(41, npix=3000, K=3, nside=16, density_b=[0.04, 0.0, 0.0])
+    ref = run_method("ISD-1", data, MethodsSection(), SEED)
+    same = run_method("ISD-1", data, MethodsSection(isd_lmax=47), SEED)
+    np.testing.assert_array_equal(ref.b, same.b)
+    np.testing.assert_array_equal(ref.b_err, same.b_err)
+    low = run_method("ISD-1", data, MethodsSection(isd_lmax=20), SEED)
+    np.testing.assert_allclose(low.b_err, ref.b_err, rtol=0.1)
+    with pytest.raises(MethodInputError, match=r"methods\.isd_lmax: at most 3 NSIDE - 1 = 47"):
+        run_method("ISD-1", data, MethodsSection(isd_lmax=48), SEED)

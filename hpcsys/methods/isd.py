@@ -232,21 +232,26 @@ class BinDesigns(NamedTuple):
 _DESIGN_CACHE: dict[bytes, BinDesigns] = {}  # ISD-1 and ISD-3 share the bins of a map
 
 
-def bin_designs(bins: list[np.ndarray], n_bins: int, pixels: np.ndarray, nside: int) -> BinDesigns:
-    """Harmonic transforms of the bin-mean designs of each template (cached per bins and footprint)."""
+def bin_designs(bins: list[np.ndarray], n_bins: int, pixels: np.ndarray, nside: int,
+                lmax: int | None = None) -> BinDesigns:
+    """Harmonic transforms of the bin-mean designs of each template (cached per bins and footprint).
+
+    ``lmax`` (default ``3 NSIDE - 1``): the band treated exactly, white above it
+    (:func:`hpcsys.measure.sandwich.harmonic_geometry`).
+    """
     import hashlib
 
     from hpcsys.measure.sandwich import harmonic_geometry, transform_designs
 
     h = hashlib.sha256(np.asarray(pixels, dtype=np.int64).tobytes())
-    h.update(np.asarray([nside, n_bins], dtype=np.int64).tobytes())
+    h.update(np.asarray([nside, n_bins, -1 if lmax is None else lmax], dtype=np.int64).tobytes())
     for b in bins:
         h.update(np.asarray(b, dtype=np.int64).tobytes())
     key = h.digest()
     hit = _DESIGN_CACHE.get(key)
     if hit is not None:
         return hit
-    geo = harmonic_geometry(pixels, nside)
+    geo = harmonic_geometry(pixels, nside, lmax)
     out = []
     for b in bins:
         ind = (b[None, :] == np.arange(n_bins)[:, None]).astype(float)
@@ -315,7 +320,13 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
             f"methods.isd_n_bins: {n_bins} bins need at least {2 * n_bins} pixels, got {npix}")
     bins = [_bin_index(Tf[i], n_bins) for i in range(K)]
     harmonic = settings.isd_errors == "harmonic"
-    designs = bin_designs(bins, n_bins, data.pixels, data.nside) if harmonic else None
+    top = 3 * int(data.nside) - 1
+    if harmonic and settings.isd_lmax is not None and settings.isd_lmax > top:
+        raise MethodInputError(
+            f"methods.isd_lmax: at most 3 NSIDE - 1 = {top} at NSIDE {data.nside}, got "
+            f"{settings.isd_lmax}")
+    designs = (bin_designs(bins, n_bins, data.pixels, data.nside, settings.isd_lmax)
+               if harmonic else None)
     y0 = 1.0 + delta
     w = np.ones(npix)
     b = np.zeros(K)
@@ -383,7 +394,8 @@ def run_isd1(data: MapData, settings: MethodsSection, seed: np.random.SeedSequen
     ----------
     data : MapData
     settings : MethodsSection
-        Uses ``pca``, ``isd_threshold``, ``isd_max_iter``, ``isd_n_bins``, ``isd_errors``.
+        Uses ``pca``, ``isd_threshold``, ``isd_max_iter``, ``isd_n_bins``, ``isd_errors``,
+        ``isd_lmax``.
     seed : numpy.random.SeedSequence
 
     Returns
@@ -394,7 +406,8 @@ def run_isd1(data: MapData, settings: MethodsSection, seed: np.random.SeedSequen
     Raises
     ------
     MethodInputError
-        ``methods.isd_n_bins`` too small for the order, or too large for the pixels.
+        ``methods.isd_n_bins`` too small for the order, or too large for the pixels;
+        ``methods.isd_lmax`` above ``3 NSIDE - 1``.
     """
     del seed
     return _run_isd(data, settings, 1, "ISD-1")
