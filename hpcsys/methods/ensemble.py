@@ -369,56 +369,37 @@ def _mcmc_refine(setup: _MCMCSetup, chain: ChainResult, settings: MethodsSection
     return best, mle, f"fit_mle refinement failed ({mle.message}); maximum = best sample"
 
 
-_DESIGNS: dict[bytes, Any] = {}  # fixed designs of the additive model: the templates of a run
-
-
-def _template_designs(templates: np.ndarray, geo: Any) -> Any:
-    """:func:`~hpcsys.measure.sandwich.transform_designs` of the fitting-basis templates, cached.
-
-    The templates (and so their transforms) are the same in every realisation
-    of a run, so MCMC-add transforms them once per process; keyed by a SHA-256
-    of the templates, footprint and NSIDE.
-    """
-    import hashlib
-
-    from hpcsys.measure.sandwich import transform_designs
-
-    h = hashlib.sha256(np.ascontiguousarray(templates).tobytes())
-    h.update(np.asarray(geo.pixels, dtype=np.int64).tobytes())
-    h.update(np.asarray([geo.nside, geo.lmax], dtype=np.int64).tobytes())
-    key = h.digest()
-    if key not in _DESIGNS:
-        _DESIGNS.clear()
-        _DESIGNS[key] = transform_designs(templates, geo)
-    return _DESIGNS[key]
-
-
-def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str) -> tuple[np.ndarray, str]:
+def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str,
+                settings: MethodsSection) -> tuple[np.ndarray, str]:
     """Sandwich covariance of ``(a[, b])`` at the posterior maximum, in the original basis.
 
     :func:`hpcsys.measure.sandwich.mle_covariance` of the Gaussian pixel
-    likelihood at ``theta_max`` (fitting basis), then ``diag(V, V) Sigma diag(V, V)^T``
-    back to the original templates. Falls back to ``nan`` (with the reason) where
-    the Hessian is singular there.
+    likelihood at ``theta_max`` mapped to the original templates (the
+    likelihood depends on ``a.t`` and ``b.t`` only, so the maximum and its
+    covariance are basis-equivariant), with the run's sandwich setup
+    (``data.sandwich``: band ``methods.sandwich_lmax``, the fixed templates'
+    transform) or one built for this map. Falls back to ``nan`` (with the
+    reason) where the Hessian is singular there.
     """
-    from hpcsys.measure.sandwich import harmonic_geometry, mle_covariance
+    from hpcsys.measure.honest import designs_for, sandwich_setup
+    from hpcsys.measure.sandwich import mle_covariance
 
-    lay, basis = setup.lay, setup.basis
+    lay, basis, data = setup.lay, setup.basis, setup.data
     idx = np.concatenate([np.arange(lay.size)[lay.a]]
                          + ([np.arange(lay.size)[lay.b]] if lay.b is not None else []))
     m = idx.size
-    geo = harmonic_geometry(setup.data.pixels, setup.data.nside)
-    designs = _template_designs(setup.basis.templates, geo) if lay.b is None else None
+    theta = np.array(theta_max, dtype=float)
+    for sl in (lay.a, lay.b):
+        if sl is not None:
+            theta[sl] = basis.coef_to_original(theta[sl])
+    sw = data.sandwich or sandwich_setup(data.pixels, data.nside, settings.sandwich_lmax)
+    T = np.asarray(data.templates, dtype=float)
     try:
-        full = mle_covariance(theta_max, setup.delta, setup.basis.templates, model, "gaussian", geo,
-                              designs)
+        full = mle_covariance(theta, setup.delta, T, model, "gaussian", sw.geometry,
+                              designs_for(sw, T))
     except np.linalg.LinAlgError as exc:
         return np.full((m, m), np.nan), f"sandwich failed ({exc}); errors nan"
     cov = full[np.ix_(idx, idx)]
-    if basis.V is not None:
-        n_blocks = m // basis.V.shape[0]
-        Vb = np.kron(np.eye(n_blocks), basis.V)
-        cov = Vb @ cov @ Vb.T
     if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) < 0):
         return np.full((m, m), np.nan), "sandwich covariance not positive at the maximum; errors nan"
     return 0.5 * (cov + cov.T), "errors: sandwich at the posterior maximum"
@@ -438,7 +419,7 @@ def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, n_steps: int, reason:
     a_hat = coef.mean[:K]
     b_hat = coef.mean[K:] if has_b else None
     cov = np.full((2 * K, 2 * K), np.nan)
-    honest, cov_msg = _honest_cov(setup, theta_max, model)
+    honest, cov_msg = _honest_cov(setup, theta_max, model, settings)
     cov[:m, :m] = honest
     err = np.sqrt(np.diag(honest))
     hit_pole = bool(has_b and (chain.n_outside > 0 or mle.hit_pole or setup.mle0.hit_pole))
@@ -471,7 +452,10 @@ def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, n_steps: int, reason:
     return make_result(
         name, model, K, npix, corrected, diag,
         a=a_hat, b=b_hat, a_err=err[:K], b_err=err[K:] if has_b else None,
-        cov=cov, sigma=float(sampled.mean[lay.s]), weights=weights, **post,
+        cov=cov, sigma=float(sampled.mean[lay.s]), weights=weights,
+        # the posterior width treats pixels as independent: the MCMC's *_indep errors
+        a_err_indep=coef.std[:K], b_err_indep=coef.std[K:] if has_b else np.full(K, np.nan),
+        **post,
     )
 
 
