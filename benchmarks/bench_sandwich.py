@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(fitted in {_cpu() - t0:.1f} CPU s, not counted)")
     print(f"{'lmax':>6} {'setup':>8} {'ols':>8} {'mle':>8} {'task':>8}   (CPU s, min of "
           f"{args.repeat})")
+    warm = mle_covariances(sandwich_setup(fp.pixels, nside, 16, T), d, T)
+    for fit in fits:  # JAX compilation of every model's Hessian and scores: not counted
+        warm(fit)
     for lmax in args.lmax:
         best = np.full(3, np.inf)
         for _ in range(args.repeat):

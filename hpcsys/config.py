@@ -197,7 +197,7 @@ class MethodsSection:
     mle_max_iter: int = _param(200, "Maximum Newton iterations of an MLE fit.", _at_least(1))
     mle_tol: float = _param(1e-9, "Convergence tolerance on the Newton decrement.", _positive)
     sandwich_lmax: int | None = _param(
-        256,
+        512,
         "Multipoles treated exactly by the harmonic sandwich covariance (the honest errors and "
         "Wald tests; capped at 3 NSIDE - 1, null: all); above it the residual spectra are "
         "taken as white (docs/correlated_pixels.rst).",

@@ -215,7 +215,7 @@ def test_coverage_and_wald_size_on_kids_lognormal_mocks():
     and of :func:`hpcsys.methods.regression.run_ols`. Pooled over the K
     coefficients: 68 % / 95 % coverage of OLS and of the Gaussian combined MLE
     inside [0.62, 0.74] / [0.92, 0.98] with the default band (at NSIDE 64
-    ``methods.sandwich_lmax = 256`` is the whole band); Wald size at alpha =
+    ``methods.sandwich_lmax = 512`` is the whole band); Wald size at alpha =
     0.05 at most 0.10 for every nested pair under both likelihoods. The
     independent-pixel errors fail on the same maps. Also measured and printed
     (``-s``), not asserted: the same with a white tail above ``lmax = NSIDE/2
