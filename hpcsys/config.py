@@ -204,7 +204,7 @@ class MethodsSection:
         lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or at least 2, got {v}",
     )
     sandwich_lmax: int | None = _param(
-        256,
+        512,
         "Multipoles treated exactly by the harmonic sandwich covariance (the honest errors and "
         "Wald tests; capped at 3 NSIDE - 1, null: all); above it the residual spectra are "
         "taken as white (docs/correlated_pixels.rst).",

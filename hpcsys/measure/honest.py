@@ -11,11 +11,12 @@ what the pipeline, the methods and ``hpcsys fit`` share around it:
   reproduces their zero-lag covariance (module docstring of
   :mod:`hpcsys.measure.sandwich`). That is exact for white residuals and for
   designs whose pseudo-spectrum is flat above ``lmax`` (white templates), and
-  misses only the shape of the residual spectrum at ``l > lmax`` weighted by
-  the designs' power there, which for templates with large-scale power is
-  small. The choice is validated by the coverage test of
-  ``tests/test_measure_sandwich.py``, which runs both the full band and
-  ``lmax = NSIDE/2``;
+  misses the shape of the residual spectrum at ``l > lmax`` weighted by the
+  designs' power there (a falling galaxy spectrum: errors slightly too small).
+  The coverage test of ``tests/test_measure_sandwich.py`` runs the
+  whole band at NSIDE 64; ``benchmarks/bench_sandwich.py --compare`` measures
+  the tail's effect at paper size (docs/correlated_pixels.rst: at NSIDE 512
+  the default 512 gives errors within 2 % of the whole band);
 * :func:`mle_covariances`: the covariance provider that
   :func:`hpcsys.core.comparison.compare_models` calls for each fit.
 """

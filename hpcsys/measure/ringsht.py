@@ -117,16 +117,20 @@ def ring_alms(maps: np.ndarray, rt: RingTransform) -> np.ndarray:
     maps = np.atleast_2d(np.asarray(maps, dtype=float))
     M, lmax = maps.shape[0], rt.lmax
     m_all = np.arange(lmax + 1)
-    G = np.empty((len(rt.rings), M, lmax + 1), dtype=complex)
+    # real and imaginary parts side by side, contiguous per m: one real matmul per m
+    G = np.empty((lmax + 1, len(rt.rings), 2 * M))
     for r, (pos, j, nphi) in enumerate(rt.rings):
         ring = np.zeros((M, nphi))
         ring[:, j] = maps[:, pos]
-        G[r] = np.fft.fft(ring, axis=1)[:, m_all % nphi]
-    G *= rt.phase[:, None, :]
+        F = np.fft.fft(ring, axis=1)[:, m_all % nphi] * rt.phase[r]
+        G[:, r, :M] = F.real.T
+        G[:, r, M:] = F.imag.T
     out = np.empty((M, (lmax + 1) * (lmax + 2) // 2), dtype=complex)
     i = 0
     for m in range(lmax + 1):
-        block = rt.legendre[m]  # (lmax + 1 - m, R)
-        out[:, i:i + block.shape[0]] = (block @ G[:, :, m]).T
-        i += block.shape[0]
+        res = rt.legendre[m] @ G[m]  # (lmax + 1 - m, 2M)
+        n = res.shape[0]
+        out[:, i:i + n].real = res[:, :M].T
+        out[:, i:i + n].imag = res[:, M:].T
+        i += n
     return rt.omega * out

@@ -374,13 +374,19 @@ def quadratic_forms(
     J = np.empty((P, P))
     omega2 = geo.omega**2
     groups = {f: np.flatnonzero(idx == f) for f in np.unique(idx)}
-    for f, rows in groups.items():
-        for g, cols in groups.items():
+    re, im = np.ascontiguousarray(designs.alms.real), np.ascontiguousarray(designs.alms.imag)
+    keys = list(groups)
+    for i, f in enumerate(keys):
+        rows = groups[f]
+        for g in keys[i:]:  # J^{gf} = (J^{fg})^T: the spectra are symmetric in (f, g)
+            cols = groups[g]
             weight = (spectra.cl[f, g] - spectra.white[f, g])[ell] * w_m / omega2
-            low = np.real((designs.alms[rows] * weight) @ np.conj(designs.alms[cols]).T)
+            # Re(U diag(w) V^H) with real arithmetic
+            low = (re[rows] * weight) @ re[cols].T + (im[rows] * weight) @ im[cols].T
             white = (spectra.white[f, g] / geo.omega) * (
                 designs.columns[rows] @ designs.columns[cols].T)
             J[np.ix_(rows, cols)] = low + white
+            J[np.ix_(cols, rows)] = (low + white).T
     if local is not None:
         loc = np.flatnonzero(np.asarray(local, dtype=bool))
         for i in loc:
