@@ -57,3 +57,12 @@ def pytest_runtest_logreport(report):
                 MPI.COMM_WORLD.Abort(1)
         except ImportError:
             pass
+
+
+@pytest.fixture(scope="session")
+def ci_runs(tmp_path_factory: pytest.TempPathFactory):
+    """The session's end-to-end configs/ci.yaml runs (tests/_ci_runs.py), each started once
+    and shared by the tests that inspect it."""
+    from _ci_runs import CIRuns
+
+    return CIRuns(tmp_path_factory.mktemp("ci_runs"))

@@ -5,15 +5,14 @@
   hit with no TreeCorr run, a changed science configuration misses, a torn file misses;
 * under MPI (``-m mpi``, any rank count): every TreeCorr run is done on exactly one rank,
   and every rank holds the serial context bit for bit;
-* end to end: a 2-rank ``hpcsys run`` builds the context once (one progress line), equals
-  the serial run bit for bit, and ``--resume`` takes the context from the cache.
+* end to end (the session's configs/ci.yaml runs, tests/_ci_runs.py): a 2-rank
+  ``hpcsys run`` builds the context once (one progress line), an aborted job keeps the
+  cache, and ``--resume`` takes the context from it and equals the serial run bit for bit.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,6 @@ from hpcsys.pipeline import prepare_run
 REPO = Path(__file__).resolve().parent.parent
 CI = REPO / "configs" / "ci.yaml"
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
-CACHE = Path(os.environ["HPCSYS_TEST_JAX_CACHE"])  # the session cache (tests/conftest.py)
 
 
 def _cfg(*overrides: str):
@@ -128,36 +126,34 @@ def test_mpi_each_treecorr_run_once_and_context_identical() -> None:
     comm.Barrier()
 
 
-def _hpcsys(run_dir: Path, *args: str, ranks: int = 1, fault: str = ""
-            ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
-    env.pop("HPCSYS_FAULT", None)
-    if fault:
-        env["HPCSYS_FAULT"] = fault
-    cmd = [sys.executable, "-m", "hpcsys", "run", str(CI), "--set", f"run.output_dir={run_dir}",
-           "--set", f"parallel.compilation_cache_dir={CACHE}", "--set", "run.n_realisations=2",
-           "--set", "run.scenarios=[combined]", *args]
-    if ranks > 1:
-        cmd = [str(MPIEXEC), "-n", str(ranks), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed in the venv")
-def test_two_rank_run_prepares_once_equals_serial_and_resume_hits_cache(tmp_path: Path) -> None:
-    serial = _hpcsys(tmp_path / "serial")
+def test_two_rank_run_prepares_once_equals_serial_and_resume_hits_cache(ci_runs) -> None:
+    """On the session's configs/ci.yaml runs (tests/_ci_runs.py, shared with
+    tests/test_parallel_runs.py): the context is built once per run, on rank 0's
+    progress line; a job that aborts after its prepare phase leaves the cache; a
+    ``--resume`` takes the context from it and equals the serial run."""
+    serial = ci_runs.serial().proc
     assert serial.returncode == 0, serial.stderr[-3000:]
     assert serial.stdout.count("building the run context") == 1
 
-    two = tmp_path / "two"
-    p = _hpcsys(two, ranks=2, fault="raise@combined:1")  # one task done, then the job aborts
-    assert p.returncode != 0
-    assert p.stdout.count("building the run context") == 1  # rank 0 only, once
-    assert "TreeCorr runs on 2 rank(s)" in p.stdout
-    assert (two / CACHE_FILE).is_file()
-    p = _hpcsys(two, "--resume", ranks=2)
+    two = ci_runs.two_ranks().proc
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("building the run context") == 1  # rank 0 only, once
+    assert "TreeCorr runs on 2 rank(s)" in two.stdout
+
+    failing = ci_runs.failing()  # a task raises on 2 ranks: the job aborts ...
+    assert failing.proc.returncode != 0
+    assert failing.proc.stdout.count("building the run context") == 1
+    assert (failing.run_dir / CACHE_FILE).is_file()  # ... and keeps the context cache
+
+    killed = ci_runs.killed()  # 3 ranks, one SIGKILLed mid-run
+    assert killed.proc.returncode != 0 and (killed.run_dir / CACHE_FILE).is_file()
+    resumed = ci_runs.killed_resumed()  # then --resume on 2 ranks
+    p = resumed.proc
     assert p.returncode == 0, p.stderr[-3000:]
     assert "run context from the cache" in p.stdout and "building the run context" not in p.stdout
-    assert diff_results(tmp_path / "serial" / "results.h5", two / "results.h5") == ()
+    assert diff_results(ci_runs.serial().results, resumed.results) == ()
 
 
 def test_cost_model_prepare_and_ranks(capsys: pytest.CaptureFixture[str]) -> None:

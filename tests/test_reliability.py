@@ -111,11 +111,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(finished: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """results.h5 of the undamaged run."""
+    """results.h5 of the undamaged run (reduced in this process: ``hpcsys reduce`` does
+    no set-up of its own that a subprocess would add)."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     shutil.copytree(finished, run_dir)
-    p = hpcsys("reduce", run_dir)
-    assert p.returncode == 0, p.stderr
+    assert main(["reduce", str(run_dir)]) == 0
     return run_dir / "results.h5"
 
 
@@ -193,15 +193,16 @@ def _fill(mnt: Path, leave_bytes: int) -> Path:
 
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed in the venv")
 def test_damaged_task_file_is_redone_under_mpiexec(finished: Path, reference: Path,
-                                                   cache: Path, tmp_path: Path) -> None:
+                                                   cache: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Bytes overwritten mid-file: reduce names the task, --resume on 2 ranks redoes it."""
     run_dir = _copy(finished, tmp_path)
     damaged = task_path(run_dir, "null", 1)
     _overwrite_middle(damaged)
     assert not task_status(damaged).complete  # the scan sees it, and does not raise
-    p = hpcsys("reduce", run_dir)
-    assert p.returncode == 2
-    assert "null[1]" in _one_line(p.stderr) and "--resume" in p.stderr
+    assert main(["reduce", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "null[1]" in _one_line(err) and "--resume" in err
     p = hpcsys(*_run_args(run_dir, cache, "--resume"), ranks=2, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"note: {damaged}: damaged" in p.stderr and "the task is redone" in p.stderr
@@ -348,7 +349,8 @@ def test_second_run_refused_stale_lock_taken_over(cache: Path, tmp_path: Path,
 # --------------------------------------------------------------------------- 4. litter
 
 
-def test_reduce_removes_litter_of_killed_runs(finished: Path, tmp_path: Path) -> None:
+def test_reduce_removes_litter_of_killed_runs(finished: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = _copy(finished, tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that is certainly gone
@@ -356,9 +358,8 @@ def test_reduce_removes_litter_of_killed_runs(finished: Path, tmp_path: Path) ->
               task_path(run_dir, "null", 0).with_name(f".tmp-00000-{dead.pid}.h5")]
     for p in litter:
         shutil.copy(task_path(run_dir, "null", 0), p)
-    p = hpcsys("reduce", run_dir, timeout=300)
-    assert p.returncode == 0, p.stderr
-    assert "removed 2 temporary file(s) of killed runs" in p.stderr
+    assert main(["reduce", str(run_dir)]) == 0
+    assert "removed 2 temporary file(s) of killed runs" in capsys.readouterr().err
     assert not any(x.exists() for x in litter) and _temporaries(run_dir) == []
     with open_results(run_dir / "results.h5") as res:
         assert res.provenance.n_tasks == N_SMALL
