@@ -345,6 +345,17 @@ def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str
     return header, rows
 
 
+def _with_notes(text: str, notes: list[str], fmt: str) -> str:
+    """A rendered table with its note lines under it (none in LaTeX)."""
+    if fmt == "text":
+        return text + "\n" + "\n".join(notes)
+    if fmt == "markdown":
+        return text + "\n\n" + "\n\n".join(notes)
+    if fmt == "csv":
+        return text + "\n" + "\n".join(f"# {n}" for n in notes)
+    return text
+
+
 def render_report(table2: Table2 | None, table3: Table3 | None,
                   recovery: RecoveryTable | None, fmt: str = "text") -> str:
     """Render Table 2, Table 3 and the recovery summary in one of :data:`FORMATS`."""
@@ -355,27 +366,13 @@ def render_report(table2: Table2 | None, table3: Table3 | None,
                  f"with the sandwich covariance; mock-calibrated on "
                  f"{table2.n_calibration} independent null mocks); 'size' where the "
                  f"null model is true, else 'power'")
-        text = render_table(title, *_table2_rows(table2, fmt), fmt)
-        notes = _table2_notes(table2)
-        if fmt == "text":
-            text += "\n" + "\n".join(notes)
-        elif fmt == "markdown":
-            text += "\n\n" + "\n\n".join(notes)
-        elif fmt == "csv":
-            text += "\n" + "\n".join(f"# {n}" for n in notes)
-        parts.append(text)
+        parts.append(_with_notes(render_table(title, *_table2_rows(table2, fmt), fmt),
+                                 _table2_notes(table2), fmt))
     if table3 is not None:
         title = ("Table 3: amplitude bias dA/sigma_A of w(theta), mean ± error over "
                  "realisations (GLS, mock covariance of w_true)")
-        text = render_table(title, *_table3_rows(table3, fmt), fmt)
-        notes = _table3_notes(table3)
-        if fmt == "text":
-            text += "\n" + "\n".join(notes)
-        elif fmt == "markdown":
-            text += "\n\n" + "\n\n".join(notes)
-        elif fmt == "csv":
-            text += "\n" + "\n".join(f"# {n}" for n in notes)
-        parts.append(text)
+        parts.append(_with_notes(render_table(title, *_table3_rows(table3, fmt), fmt),
+                                 _table3_notes(table3), fmt))
     if recovery is not None:
         title = ("Parameter recovery: bias in units of scatter/sqrt(N), the methods' errors "
                  "(honest: sandwich for OLS and MCMC, jackknife for ElasticNet) vs mock-to-mock "
