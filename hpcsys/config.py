@@ -203,6 +203,12 @@ class MethodsSection:
         "(k-means patches of the footprint, stream 'jackknife'); 0 turns it off.",
         lambda v: None if v == 0 or v >= 2 else f"must be 0 (off) or at least 2, got {v}",
     )
+    jackknife_isd: bool = _param(
+        False,
+        "Include ISD-1/-3 in the jackknife: each deletion reruns the whole method, its "
+        "harmonic binned-mean errors included, on a new footprint (tens of CPU s per region "
+        "at paper size); off: their jackknife covariance is nan.",
+    )
     sandwich_lmax: int | None = _param(
         512,
         "Multipoles treated exactly by the harmonic sandwich covariance (the honest errors and "

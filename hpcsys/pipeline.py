@@ -463,6 +463,8 @@ def _jackknife(ctx: RunContext, mock: Mock, tset: TemplateSet,
                    names=ctx.template_names)
     mcmc_model = {"MCMC-add": "additive", "MCMC-comb": "combined"}
     for m, res in enumerate(methods):
+        if res.name in REMEASURED_METHODS and not cfg.methods.jackknife_isd:
+            continue  # nan: an ISD deletion reruns the method on a new footprint (costly)
         theta = None
         if res.name in mcmc_model and "gaussian" in cfg.methods.likelihoods:
             theta = np.asarray(comparison.fit(mcmc_model[res.name], "gaussian").theta)

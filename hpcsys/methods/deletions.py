@@ -17,7 +17,9 @@ way (what each deletion means is stated per method):
   with it under a deletion, so the spread of the deletions, which is all the
   covariance uses, is that of the mode.
 * ``ISD-1`` / ``ISD-3``: the whole method rerun on each complement (its
-  template selection included).
+  template selection included). Each rerun rebuilds ISD's harmonic
+  binned-mean errors on a new footprint (tens of CPU s per region at paper
+  size), so the mock pipeline does it only with ``methods.jackknife_isd``.
 
 Used by the mock pipeline and ``hpcsys fit`` for ``cov_jackknife`` and by the
 docs' coverage figure.
