@@ -293,7 +293,8 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
     S, M, P = len(scen), len(methods), 2 * K
     out = {k: np.full((S, M, P), np.nan) for k in (
         "bias", "scatter", "bias_over_error", "likelihood_error", "error_ratio", "pull_std",
-        "coverage68", "coverage95", "coverage68_indep", "coverage95_indep")}
+        "coverage68", "coverage95", "coverage68_indep", "coverage95_indep",
+        "coverage68_jackknife", "coverage95_jackknife")}
     w_only = tuple(m for m in methods if m in REMEASURED_METHODS)
     for s, name in enumerate(scen):
         d = data[name]
@@ -330,11 +331,13 @@ def recovery_table(data: Mapping[str, ScenarioData], methods: Sequence[str],
                             out["pull_std"][s, m, p] = pulls.std(ddof=1)
                         out["coverage68"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
                         out["coverage95"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
-                    good = np.isfinite(ei) & (ei > 0)
-                    if good.any():
-                        pulls = diff[good] / ei[good]
-                        out["coverage68_indep"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
-                        out["coverage95_indep"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
+                    ej = np.sqrt(np.maximum(_as_f64(d.jackknife.method_cov[:, m, p, p]), 0.0))
+                    for kind, err_i in (("indep", ei), ("jackknife", ej)):
+                        good = np.isfinite(err_i) & (err_i > 0)
+                        if good.any():
+                            pulls = diff[good] / err_i[good]
+                            out[f"coverage68_{kind}"][s, m, p] = np.mean(np.abs(pulls) < 1.0)
+                            out[f"coverage95_{kind}"][s, m, p] = np.mean(np.abs(pulls) < _Z95)
     return RecoveryTable(
         scenarios=scen, methods=tuple(methods), parameters=params,
         n_realisations=np.array([data[s].n_realisations for s in scen], dtype=np.int64),

@@ -167,6 +167,9 @@ class RecoveryTable:
     n_realisations : ndarray of int, shape (S,)
     bias, scatter, bias_over_error, likelihood_error, error_ratio, pull_std,
     coverage68, coverage95, coverage68_indep, coverage95_indep : ndarray, shape (S, M, P)
+    coverage68_jackknife, coverage95_jackknife : ndarray, shape (S, M, P)
+        The same with each task's delete-one-region jackknife errors
+        (``jackknife/method_cov``; ``nan`` where not computed).
     w_only : tuple of str
         Methods judged through w(theta) only (ISD: their coefficients are
         weights, not (a, b)); their rows are ``nan`` and the report says why.
@@ -187,6 +190,8 @@ class RecoveryTable:
     coverage68_indep: np.ndarray
     coverage95_indep: np.ndarray
     w_only: tuple[str, ...] = ()
+    coverage68_jackknife: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    coverage95_jackknife: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -325,11 +330,14 @@ def _table3_notes(t: Table3) -> list[str]:
 def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str]]]:
     header = ["scenario", "method", "param", "bias/(scatter/sqrtN)", "scatter",
               "likelihood err", "scatter/err", "pull std", "cov68", "cov95",
-              "cov68 (indep. pixels)", "cov95 (indep. pixels)"]
+              "cov68 (indep. pixels)", "cov95 (indep. pixels)", "cov68 (jackknife)",
+              "cov95 (jackknife)"]
     if fmt == "csv":
         header = ["scenario", "method", "parameter", "bias_over_error", "scatter",
                   "likelihood_error", "error_ratio", "pull_std", "coverage68", "coverage95",
-                  "coverage68_indep", "coverage95_indep"]
+                  "coverage68_indep", "coverage95_indep", "coverage68_jackknife",
+                  "coverage95_jackknife"]
+    jk = t.coverage68_jackknife.size > 0
     rows = []
     for s, sc in enumerate(t.scenarios):
         for m, meth in enumerate(t.methods):
@@ -339,9 +347,11 @@ def _recovery_rows(t: RecoveryTable, fmt: str) -> tuple[list[str], list[list[str
                 vals = (t.bias_over_error, t.scatter, t.likelihood_error, t.error_ratio,
                         t.pull_std, t.coverage68, t.coverage95, t.coverage68_indep,
                         t.coverage95_indep)
-                rows.append([sc, meth, par, *(_fmt(v[s, m, p], 4 if v is t.scatter or
-                                                   v is t.likelihood_error else 2)
-                                              for v in vals)])
+                row = [sc, meth, par, *(_fmt(v[s, m, p], 4 if v is t.scatter or
+                                              v is t.likelihood_error else 2) for v in vals)]
+                row += ([_fmt(t.coverage68_jackknife[s, m, p], 2),
+                         _fmt(t.coverage95_jackknife[s, m, p], 2)] if jk else ["nan", "nan"])
+                rows.append(row)
     return header, rows
 
 
