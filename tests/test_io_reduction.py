@@ -34,7 +34,7 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
              dof: int = K, w_true: np.ndarray | None = None, w_obs: np.ndarray | None = None,
              w_corr: np.ndarray | None = None, est_noise: float = 0.01,
              err_scale: float = 1.0, indep_scale: float = 1 / 3,
-             wald: np.ndarray | None = None) -> ScenarioData:
+             wald: np.ndarray | None = None, jk_scale: float = 0.0) -> ScenarioData:
     """A ScenarioData whose pieces the test controls; the rest is seeded noise."""
     M, Q, L = len(METHODS), len(PAIRS), len(LIKES)
     a_true = np.tile(rng.normal(0, 0.05, K), (N, 1))
@@ -73,8 +73,10 @@ def scenario(name: str, N: int, rng: np.random.Generator, *, lam: np.ndarray | N
                       z((N, F, L)), z((N, F, L, 2 * K, 2 * K)), z((N, F, L, K)), z((N, F, L, K))),
         lrt=LRTArrays(lam, pvalue, np.full((N, Q), dof), wald, stats.chi2.sf(wald, dof),
                       np.full((N, Q), dof)),
-        jackknife=JackknifeArrays(z(N, int), z((N, M, 2 * K, 2 * K)), z((N, F, L, K)),
-                                  z((N, F, L, K))),
+        jackknife=JackknifeArrays(
+            np.full(N, 40), np.broadcast_to((est_noise * jk_scale) ** 2 * np.eye(2 * K),
+                                            (N, M, 2 * K, 2 * K)).copy(),
+            z((N, F, L, K)), z((N, F, L, K))),
         timings=TimingArrays(z((N, 6)), z(N)))
 
 
@@ -226,7 +228,7 @@ def test_table3_at_few_realisations_uses_shrinkage(N: int) -> None:
 def test_recovery_honest_and_overconfident_errors() -> None:
     rng = np.random.default_rng(6)
     N = 400
-    honest = scenario("honest", N, rng, est_noise=0.01, err_scale=1.0)
+    honest = scenario("honest", N, rng, est_noise=0.01, err_scale=1.0, jk_scale=2.0)
     over = scenario("over", N, rng, est_noise=0.01, err_scale=1 / 3)
     r = recovery_table({"honest": honest, "over": over}, METHODS, K)
     assert r.parameters == ("a_0", "a_1", "a_2", "b_0", "b_1", "b_2")
@@ -254,6 +256,11 @@ def test_recovery_honest_and_overconfident_errors() -> None:
     assert np.all(r.coverage68_indep[0][ok] < 0.35)
     assert np.all(np.abs(r.coverage95_indep[0][ok] - 2 * stats.norm.cdf(1.96 / 3) + 1)
                   < 4 * np.sqrt(0.5 * 0.5 / N))
+    # and the jackknife errors (2x too large here; absent in "over": nan)
+    # (pulls of width 1/2: the 1-sigma interval covers P(|Z| < 2))
+    assert np.all(np.abs(r.coverage68_jackknife[0][ok] - (2 * stats.norm.cdf(2.0) - 1))
+                  < 4 * np.sqrt(0.05 * 0.95 / N))
+    assert np.all(np.isnan(r.coverage68_jackknife[1]))
 
 
 def test_table2_wald_column() -> None:
