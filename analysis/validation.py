@@ -139,12 +139,14 @@ def _section_recovery(res: ResultsFile) -> list[str]:
     lines = ["## 2. Estimator bias and interval coverage", "",
              "Per scenario and method, over the parameters the method estimates: the largest "
              "|bias| in units of scatter/√N (|·| < 3 is unbiased at 3σ), the mean 68 %/95 % "
-             "coverage of the method's own intervals (honest sandwich errors for OLS), the "
-             "median ratio of mock-to-mock scatter to that error (1 for honest errors), and "
-             "the coverage of the independent-pixel errors where the method has them.", "",
+             "coverage of the method's own intervals (the honest errors: sandwich for OLS and "
+             "MCMC, jackknife for ElasticNet), the median ratio of mock-to-mock scatter to "
+             "that error (1 for honest errors), and the coverage of the independent-pixel "
+             "errors and of the delete-one-region jackknife where the method has them.", "",
              "| scenario | method | N | max |bias|/(σ/√N) | unbiased (3σ) | coverage 68 % | "
-             "coverage 95 % | scatter / error | coverage 68 % / 95 % (indep. pixels) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "coverage 95 % | scatter / error | coverage 68 % / 95 % (indep. pixels) | "
+             "coverage 68 % / 95 % (jackknife) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s, sc in enumerate(rec.scenarios):
         for m, meth in enumerate(rec.methods):
             est = np.isfinite(rec.scatter[s, m]) & (rec.scatter[s, m] > 0)
@@ -161,9 +163,13 @@ def _section_recovery(res: ResultsFile) -> list[str]:
             ok = "yes" if np.isfinite(bmax) and bmax < 3 else ("n/a" if not np.isfinite(bmax)
                                                               else "no")
             ci = [rec.coverage68_indep[s, m][est], rec.coverage95_indep[s, m][est]]
+            if rec.coverage68_jackknife.size:
+                ci += [rec.coverage68_jackknife[s, m][est], rec.coverage95_jackknife[s, m][est]]
             ci = [f"{np.nanmean(c):.2f}" if np.isfinite(c).any() else "n/a" for c in ci]
+            ci += ["n/a"] * (4 - len(ci))
             lines.append(f"| {sc} | {meth} | {int(rec.n_realisations[s])} | {bmax:.2f} | {ok} | "
-                         f"{c68:.2f} | {c95:.2f} | {erm:.2f} | {ci[0]} / {ci[1]} |")
+                         f"{c68:.2f} | {c95:.2f} | {erm:.2f} | {ci[0]} / {ci[1]} | "
+                         f"{ci[2]} / {ci[3]} |")
     return [*lines, ""]
 
 
