@@ -230,8 +230,11 @@ class MethodsSection:
         _one_of("harmonic", "independent"),
     )
     isd_lmax: int | None = _param(
-        None, "Largest multipole treated exactly by the harmonic ISD errors (white above it); "
-        "default 3 NSIDE - 1. Cost scales as lmax^2 (docs/methods.rst).", _optional(_at_least(1)))
+        512, "Largest multipole treated exactly by the harmonic ISD errors (white above it; "
+        "capped at 3 NSIDE - 1, null: all), the band of methods.sandwich_lmax. Cost and "
+        "memory scale as lmax^2: at NSIDE 512, K = 25 the whole band (1535) takes about "
+        "150 CPU s and 5 GB per rank, 512 about a ninth (docs/methods.rst).",
+        _optional(_at_least(1)))
     isd_n_bins: int = _param(
         10, "Equal-count template bins of the ISD 1-D fits (>= 5 for ISD-3).", _at_least(5)
     )

@@ -126,8 +126,10 @@ def test_calibrated_size_is_alpha_on_independent_null_mocks() -> None:
         bootstrap_a=points.a, bootstrap_b=points.b)
 
     rng = np.random.default_rng(0)  # fills the fields table2 does not read
+    nan = np.full_like(lam[scen[0]], np.nan)
     data = {s: dataclasses.replace(scenario(s, N, rng), lrt=LRTArrays(
-        lam[s], pval[s], np.zeros((N, len(PAIRS)), int))) for s in scen}
+        lam[s], pval[s], np.zeros((N, len(PAIRS)), int), nan, nan,
+        np.zeros((N, len(PAIRS)), int))) for s in scen}
     t = table2(data, PAIRS, config.methods.likelihoods, ALPHA, cal)
     # the calibration set is shared by all evaluated draws: its own binomial error adds
     band = 3.0 * np.sqrt(ALPHA * (1 - ALPHA) * (1.0 / N + 1.0 / M))

@@ -26,6 +26,7 @@ from hpcsys.core import (
     pca,
     stats,
 )
+from hpcsys.core.derivatives import region_derivatives
 from hpcsys.core.likelihood import param_layout
 from hpcsys.seeds import rng
 
@@ -115,6 +116,12 @@ CASES = {
     "loglike_derivatives": [
         (lambda th, d, m=m, lk=lk: fit.loglike_derivatives(th, d, T, m, lk), (_theta(m, lk), DELTA))
         for m, lk in (("combined", "skewnormal"),)
+    ],
+    "region_derivatives": [
+        (lambda th, d: region_derivatives(th, d.reshape(4, NPIX // 4),
+                                          T.reshape(K, 4, NPIX // 4),
+                                          jnp.ones((4, NPIX // 4)), "combined", "gaussian"),
+         (_theta("combined", "gaussian"), DELTA))
     ],
     "pca_rotation": [(pca.pca_rotation, (TS,))],
     "rotate_templates": [(lambda t: pca.rotate_templates(t, ROT), (TS,))],

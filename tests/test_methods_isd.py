@@ -196,17 +196,19 @@ def test_isd_null_selection_rate_on_kids_lognormal_mocks():
 
 
 def test_isd_lmax_band_and_bad_value():
-    """``methods.isd_lmax = 3 NSIDE - 1`` is the default band (identical result); a value
-    above it is refused naming the key; a lower band changes the errors only a little on a
-    white map (its spectrum is white above any band)."""
-    from hpcsys.methods._shared import MethodInputError
+    """At NSIDE 16 the default band (512) is capped at 3 NSIDE - 1 = 47, as are larger
+    values and ``None`` (identical results); a lower band changes the errors only a
+    little on a white map (its spectrum is white above any band); a band below 1 is
+    refused naming the key."""
+    from hpcsys.config import ConfigError, parse_config
 
     data = synthetic_map(41, npix=3000, K=3, nside=16, density_b=[0.04, 0.0, 0.0])
     ref = run_method("ISD-1", data, MethodsSection(), SEED)
-    same = run_method("ISD-1", data, MethodsSection(isd_lmax=47), SEED)
-    np.testing.assert_array_equal(ref.b, same.b)
-    np.testing.assert_array_equal(ref.b_err, same.b_err)
+    for band in (47, 48, None):
+        same = run_method("ISD-1", data, MethodsSection(isd_lmax=band), SEED)
+        np.testing.assert_array_equal(ref.b, same.b)
+        np.testing.assert_array_equal(ref.b_err, same.b_err)
     low = run_method("ISD-1", data, MethodsSection(isd_lmax=20), SEED)
     np.testing.assert_allclose(low.b_err, ref.b_err, rtol=0.1)
-    with pytest.raises(MethodInputError, match=r"methods\.isd_lmax: at most 3 NSIDE - 1 = 47"):
-        run_method("ISD-1", data, MethodsSection(isd_lmax=48), SEED)
+    with pytest.raises(ConfigError, match=r"^methods\.isd_lmax"):
+        parse_config({"methods": {"isd_lmax": 0}})

@@ -320,13 +320,9 @@ def _run_isd(data: MapData, settings: MethodsSection, order: int, name: str) -> 
             f"methods.isd_n_bins: {n_bins} bins need at least {2 * n_bins} pixels, got {npix}")
     bins = [_bin_index(Tf[i], n_bins) for i in range(K)]
     harmonic = settings.isd_errors == "harmonic"
-    top = 3 * int(data.nside) - 1
-    if harmonic and settings.isd_lmax is not None and settings.isd_lmax > top:
-        raise MethodInputError(
-            f"methods.isd_lmax: at most 3 NSIDE - 1 = {top} at NSIDE {data.nside}, got "
-            f"{settings.isd_lmax}")
-    designs = (bin_designs(bins, n_bins, data.pixels, data.nside, settings.isd_lmax)
-               if harmonic else None)
+    top = 3 * int(data.nside) - 1  # the band is capped there, as methods.sandwich_lmax
+    lmax = top if settings.isd_lmax is None else min(int(settings.isd_lmax), top)
+    designs = bin_designs(bins, n_bins, data.pixels, data.nside, lmax) if harmonic else None
     y0 = 1.0 + delta
     w = np.ones(npix)
     b = np.zeros(K)
