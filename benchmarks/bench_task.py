@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         total_w, total_c = time.perf_counter() - w, time.process_time() - c
         rec = {"scenario": scenario, "index": args.index, "repeat": repeat,
                "wall": total_w, "cpu": total_c,
-               "stage_wall": dict(zip(pipeline.STAGES, map(float, res.stage_seconds))),
+               "stage_wall": dict(zip(pipeline.STAGES, map(float, res.timings.stage_seconds))),
                "part_wall": dict(clock.wall), "part_cpu": dict(clock.cpu),
                "mcmc": {m.name: {"tau": m.diagnostics.autocorr_time,
                                  "acceptance": m.diagnostics.acceptance_fraction,
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {'part':<12} {'wall s':>8} {'CPU s':>8}")
         for label in sorted(clock.wall, key=lambda k: -clock.cpu[k]):
             print(f"  {label:<12} {clock.wall[label]:>8.2f} {clock.cpu[label]:>8.2f}")
+        print("  stages (wall s): " + ", ".join(f"{k} {v:.2f}"
+                                               for k, v in rec["stage_wall"].items()))
         for name, d in rec["mcmc"].items():
             print(f"  {name}: tau {d['tau']:.1f} steps, acceptance {d['acceptance']:.3f}")
         sys.stdout.flush()
