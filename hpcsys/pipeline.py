@@ -34,14 +34,15 @@ Per realisation (docs/science/tables.rst):
 
 * w(theta) of the true field, the observed field and of every method's
   corrected map (TreeCorr, :mod:`hpcsys.measure.twopoint`);
-* for coefficient methods, the Eq. 16 correction of ``w_obs`` with the
-  noise-debiased coefficients of Eq. 21 and the full template correlation
-  matrix (cross terms), and with autocorrelations only. Both are done in the
-  fitting basis: PCA-rotated (``V^T a``, variances ``diag(V^T Cov V)``,
-  ``V^T Xi V``) when ``methods.pca``, as in Berlfein+24 App. A, where Eq. 21
-  uses the diagonal variances. Where a method reports no variance (e.g. the
-  elastic net) the coefficients are not debiased. For weighting methods
-  (ISD) the corrected w is the re-measured w of the weighted map;
+* for coefficient methods, the Eq. 16 correction of ``w_obs`` with the full
+  template correlation matrix (cross terms), and with autocorrelations only,
+  each quadratic form minus its expected noise ``tr(Xi Sigma)`` (Eq. 21 for
+  the whole form, with the method's full honest covariance ``Sigma``;
+  :func:`hpcsys.core.correction.correct_w_unbiased`). Both are done in the
+  fitting basis: PCA-rotated (``V^T a``, ``V^T Sigma V``, ``V^T Xi V``) when
+  ``methods.pca``, as in Berlfein+24 App. A. ElasticNet's covariance is its
+  jackknife. For weighting methods (ISD) the corrected w is the re-measured
+  w of the weighted map;
 * maximum-likelihood fits of every model in
   :data:`hpcsys.core.models.FIT_MODELS` under each configured likelihood (in
   the original template basis; the maxima, and so the LRTs, do not depend on
@@ -71,7 +72,7 @@ import numpy as np
 from hpcsys import seeds
 from hpcsys.config import METHOD_NAMES, REMEASURED_METHODS, SCENARIOS, Config, ConfigError
 from hpcsys.core.comparison import LRTMatrix, MLEGrid, compare_models
-from hpcsys.core.correction import correct_w, correct_w_diag, debias
+from hpcsys.core.correction import correct_w_unbiased
 from hpcsys.core.likelihood import param_layout
 from hpcsys.core.models import FIT_MODELS, MODELS
 from hpcsys.core.pca import pca_rotation
@@ -409,26 +410,34 @@ def make_mock(ctx: RunContext, scenario: str, index: int,
                    shot_noise=cfg.sky.shot_noise, rng=seeds.rng(master, "counts", index))
 
 
-def _fit_basis_variance(cov_block: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """``diag(V^T C V)``; zero (no debiasing) where the method gave no finite covariance."""
+def _fit_basis_covariance(cov_block: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``V^T C V``; zero (no debiasing) where the method gave no finite covariance."""
     if not np.all(np.isfinite(cov_block)):
-        return np.zeros(V.shape[0])
-    return np.maximum(np.einsum("ki,kl,li->i", V, cov_block, V), 0.0)
+        return np.zeros((V.shape[0], V.shape[0]))
+    c = V.T @ cov_block @ V
+    return 0.5 * (c + c.T)
 
 
 def _corrected_w(w_obs: np.ndarray, res: MethodResult, tset: TemplateSet
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 16 (full ``Xi`` and diagonal only) with Eq. 21 debiased coefficients."""
+    """Eq. 16 (full ``Xi`` and diagonal only) with the noise of Eq. 21 removed.
+
+    The expected noise of each quadratic form, ``tr(Xi Sigma)`` with the
+    method's full covariance in the fitting basis (:func:`correct_w_unbiased`),
+    is subtracted; no truncation, so a map with nothing to correct is not
+    over-corrected on average.
+    """
     K = res.a.shape[0]
     V = tset.V
     a_fit, b_fit = res.a @ V, res.b @ V  # a' = V^T a
-    var_a = _fit_basis_variance(res.cov[:K, :K], V)
-    var_b = _fit_basis_variance(res.cov[K:, K:], V)
-    a_t = np.asarray(debias(a_fit, var_a))
-    b_t = np.asarray(debias(b_fit, var_b))
-    full = np.asarray(correct_w(w_obs, a_t, b_t, tset.xi_fit), dtype=float)
+    cov_a = _fit_basis_covariance(res.cov[:K, :K], V)
+    cov_b = _fit_basis_covariance(res.cov[K:, K:], V)
+    full = np.asarray(correct_w_unbiased(w_obs, a_fit, b_fit, cov_a, cov_b, tset.xi_fit),
+                      dtype=float)
     auto = np.diagonal(tset.xi_fit, axis1=1, axis2=2)
-    diag = np.asarray(correct_w_diag(w_obs, a_t, b_t, auto), dtype=float)
+    xi_diag = auto[:, :, None] * np.eye(K)[None]
+    diag = np.asarray(correct_w_unbiased(w_obs, a_fit, b_fit, cov_a, cov_b, xi_diag),
+                      dtype=float)
     return full, diag
 
 

@@ -131,6 +131,8 @@ CASES = {
     "quadratic_form": [(correction.quadratic_form, (COEF, XI3))],
     "contaminate_w": [(correction.contaminate_w, (W, COEF, COEF2, XI3))],
     "correct_w": [(correction.correct_w, (W, COEF, COEF2, XI3))],
+    "correct_w_unbiased": [(correction.correct_w_unbiased,
+                            (W, COEF, COEF2, 1e-4 * COVS, 1e-4 * COVS, XI3))],
     "correct_w_diag": [(correction.correct_w_diag, (W, COEF, COEF2, jnp.einsum("nbkk->nbk", XI3)))],
     "likelihood_ratio_test": [(lambda a, b: stats.likelihood_ratio_test(a, b, 2), (S * -100, G))],
     "empirical_pvalue": [(stats.empirical_pvalue, (G, X))],

@@ -15,7 +15,14 @@ Appendix A (:mod:`hpcsys.core.pca`) decorrelates templates only at zero
 separation, so the cross terms do not vanish in general.
 
 The estimated coefficients are noisy; their squares are biased high by their
-variance, which Eq. 21 removes: :func:`debias`.
+variance, which Eq. 21 removes. :func:`debias` is Eq. 21 as printed, per
+coefficient and truncated at zero; the truncation biases the correction
+(``E[max(a^2 - var, 0)] > 0`` where ``a = 0``, so a map with nothing to
+correct is over-corrected) and the diagonal ignores the covariance between
+coefficients. :func:`correct_w_unbiased` subtracts the expected noise of the
+whole quadratic form, ``tr(Xi Sigma)``, with the full covariance ``Sigma``
+and no truncation: ``E[a^T Xi a - tr(Xi Sigma)] = a_true^T Xi a_true``
+exactly for an unbiased estimator with covariance ``Sigma``.
 
 Pure JAX; every function broadcasts over leading axes and works under ``jit``
 and ``vmap``.
@@ -26,7 +33,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
-__all__ = ["contaminate_w", "correct_w", "correct_w_diag", "debias", "quadratic_form"]
+__all__ = [
+    "contaminate_w",
+    "correct_w",
+    "correct_w_diag",
+    "correct_w_unbiased",
+    "debias",
+    "quadratic_form",
+]
 
 
 def debias(coef: Array, var: Array) -> Array:
@@ -102,6 +116,37 @@ def correct_w(w_obs: Array, a: Array, b: Array, xi: Array) -> Array:
     array, shape (..., B)
     """
     return (w_obs - quadratic_form(a, xi)) / (1.0 + quadratic_form(b, xi))
+
+
+def correct_w_unbiased(w_obs: Array, a: Array, b: Array, cov_a: Array, cov_b: Array,
+                       xi: Array) -> Array:
+    """Corrected correlation function with noise-debiased quadratic forms (Eqs. 15-16, 21).
+
+    ``w_corr = (w_obs - [a^T Xi a - tr(Xi C_a)]) / (1 + [b^T Xi b - tr(Xi C_b)])``:
+    each quadratic form minus its expected noise, with the full covariance of
+    the coefficients. Unbiased for the additive part (exactly, for unbiased
+    coefficients with covariance ``C_a``); the multiplicative denominator to
+    first order. Pass ``xi`` with only its diagonal (zeros elsewhere) for the
+    no-cross-terms variant.
+
+    Parameters
+    ----------
+    w_obs : array, shape (..., B)
+    a, b : array, shape (..., K)
+        Estimated coefficients (not debiased).
+    cov_a, cov_b : array, shape (..., K, K)
+        Their covariances (zeros: no debiasing).
+    xi : array, shape (B, K, K) or (..., B, K, K)
+
+    Returns
+    -------
+    array, shape (..., B)
+    """
+    noise_a = jnp.einsum("...bkl,...lk->...b", xi, cov_a)
+    noise_b = jnp.einsum("...bkl,...lk->...b", xi, cov_b)
+    add = quadratic_form(a, xi) - noise_a
+    mult = quadratic_form(b, xi) - noise_b
+    return (w_obs - add) / (1.0 + mult)
 
 
 def correct_w_diag(w_obs: Array, a: Array, b: Array, xi_auto: Array) -> Array:
