@@ -73,20 +73,16 @@ from hpcsys import seeds
 from hpcsys.config import METHOD_NAMES, REMEASURED_METHODS, SCENARIOS, Config, ConfigError
 from hpcsys.core.comparison import LRTMatrix, MLEGrid, compare_models
 from hpcsys.core.correction import correct_w_unbiased
-from hpcsys.core.likelihood import param_layout
-from hpcsys.core.models import FIT_MODELS, MODELS
 from hpcsys.core.pca import pca_rotation
 from hpcsys.measure.honest import SandwichSetup, designs_for, mle_covariances, sandwich_setup
 from hpcsys.measure.jackknife import (
     JackknifeRegions,
-    jackknife_covariance,
     jackknife_regions,
-    mle_deletions,
 )
 from hpcsys.measure.twopoint import PixelCorrelator, angular_bins, rotate_xi
 from hpcsys.methods import MapData, run_method
 from hpcsys.methods.base import MethodResult
-from hpcsys.methods.deletions import method_jackknife_covariance
+from hpcsys.methods.deletions import JackknifeErrors, task_jackknife, with_jackknife_cov
 from hpcsys.sims.fields import draw_lognormal, lognormal_gaussian_cl
 from hpcsys.sims.footprint import Footprint, make_footprint
 from hpcsys.sims.mock import Mock, mean_count_per_pixel, observe, true_overdensity
@@ -96,7 +92,6 @@ from hpcsys.sims.truth import TrueCoefficients, draw_truth
 
 __all__ = [
     "STAGES",
-    "JackknifeErrors",
     "RealisationResult",
     "RunContext",
     "TaskTimings",
@@ -125,31 +120,6 @@ class TaskTimings:
 
     stage_seconds: np.ndarray
     peak_memory_mb: float
-
-
-@dataclass(frozen=True)
-class JackknifeErrors:
-    """Delete-one-region jackknife of one task (:mod:`hpcsys.measure.jackknife`).
-
-    Shapes as in :class:`RealisationResult`; all ``nan`` when the jackknife is
-    off (``methods.jackknife_regions = 0``).
-
-    Attributes
-    ----------
-    n_regions : int
-        Regions R (0: not computed).
-    method_cov : ndarray, shape (M, 2K, 2K)
-        Jackknife covariance of each method's ``(a, b)``
-        (:func:`hpcsys.methods.deletions.method_deletions`).
-    mle_a_err, mle_b_err : ndarray, shape (F, L, K)
-        Jackknife errors of every MLE fit's coefficients (``nan`` where the
-        model lacks the term).
-    """
-
-    n_regions: int
-    method_cov: np.ndarray
-    mle_a_err: np.ndarray
-    mle_b_err: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -188,7 +158,7 @@ class RealisationResult:
     lrt : LRTMatrix
         Eq. 19 statistic, its Wilks chi-square p-value (Q, L) and dof (Q,);
         the Wald test with the honest covariance (Q, L) and its dof (Q,).
-    jackknife : JackknifeErrors
+    jackknife : hpcsys.methods.deletions.JackknifeErrors
     timings : TaskTimings
     """
 
@@ -441,59 +411,6 @@ def _corrected_w(w_obs: np.ndarray, res: MethodResult, tset: TemplateSet
     return full, diag
 
 
-def _jackknife(ctx: RunContext, mock: Mock, tset: TemplateSet,
-               methods: tuple[MethodResult, ...], comparison) -> JackknifeErrors:
-    """Jackknife covariances of every method and errors of every MLE fit of one task."""
-    cfg = ctx.config
-    K, M = tset.templates.shape[0], len(methods)
-    F, L = len(FIT_MODELS), len(cfg.methods.likelihoods)
-    a_err, b_err = np.full((F, L, K), np.nan), np.full((F, L, K), np.nan)
-    method_cov = np.full((M, 2 * K, 2 * K), np.nan)
-    regions = ctx.regions
-    if regions is None:
-        return JackknifeErrors(0, method_cov, a_err, b_err)
-    d, T = mock.delta_obs, tset.templates
-    for f, model in enumerate(FIT_MODELS):
-        has_a, has_b = MODELS[model]
-        if not (has_a or has_b):
-            continue
-        for li, lik in enumerate(cfg.methods.likelihoods):
-            fit = comparison.fit(model, lik)
-            if not bool(fit.converged):
-                continue
-            theta = np.asarray(fit.theta, dtype=float)
-            var = np.diag(jackknife_covariance(mle_deletions(theta, d, T, model, lik, regions)))
-            lay = param_layout(model, lik, K)
-            if has_a:
-                a_err[f, li] = np.sqrt(var[lay.a])
-            if has_b:
-                b_err[f, li] = np.sqrt(var[lay.b])
-    data = MapData(delta=d, templates=T, pixels=ctx.footprint.pixels, nside=cfg.sky.nside,
-                   names=ctx.template_names)
-    mcmc_model = {"MCMC-add": "additive", "MCMC-comb": "combined"}
-    for m, res in enumerate(methods):
-        if res.name in REMEASURED_METHODS and not cfg.methods.jackknife_isd:
-            continue  # nan: an ISD deletion reruns the method on a new footprint (costly)
-        theta = None
-        if res.name in mcmc_model and "gaussian" in cfg.methods.likelihoods:
-            theta = np.asarray(comparison.fit(mcmc_model[res.name], "gaussian").theta)
-        method_cov[m] = method_jackknife_covariance(res, data, cfg.methods, regions,
-                                                    mle_theta=theta)
-    return JackknifeErrors(regions.n_regions, method_cov, a_err, b_err)
-
-
-def _with_jackknife_cov(res: MethodResult, cov_jk: np.ndarray) -> MethodResult:
-    """A method with no covariance of its own (ElasticNet) reports its jackknife one.
-
-    Its ``cov`` and ``a_err`` become the jackknife's, so Eq. 21 debiases it
-    (Berlfein+24 Eq. 21); ``b_err`` stays ``nan`` for an additive method.
-    """
-    if np.all(np.isnan(res.cov)) and np.all(np.isfinite(cov_jk)):
-        K = res.a.shape[0]
-        return dataclasses.replace(res, cov=cov_jk, a_err=np.sqrt(np.diag(cov_jk)[:K]))
-    return res
-
-
 def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -576,11 +493,12 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     seconds["mle"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    jack = _jackknife(ctx, mock, tset, methods, comparison)
+    jack = task_jackknife(mock.delta_obs, tset.templates, ctx.footprint.pixels, cfg,
+                          ctx.regions, methods, comparison, ctx.template_names)
     seconds["jackknife"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    methods = tuple(_with_jackknife_cov(res, jack.method_cov[m]) for m, res in enumerate(methods))
+    methods = tuple(with_jackknife_cov(res, jack.method_cov[m]) for m, res in enumerate(methods))
     w_true, w_obs, w_corrected, w_diag, w_remeasured = _measure_w(ctx, mock, methods, tset)
     seconds["twopoint"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start

@@ -16,7 +16,8 @@ from hpcsys.core.comparison import LRTMatrix, MLEGrid
 from hpcsys.core.models import FIT_MODELS, LRT_PAIRS
 from hpcsys.io import SCHEMA_VERSION, Coordinates, Provenance
 from hpcsys.methods.base import MethodDiagnostics, MethodResult
-from hpcsys.pipeline import STAGES, JackknifeErrors, RealisationResult, TaskTimings
+from hpcsys.methods.deletions import JackknifeErrors
+from hpcsys.pipeline import STAGES, RealisationResult, TaskTimings
 
 __all__ = [
     "LIKES",

@@ -202,7 +202,7 @@ class LRTArrays:
 
 @dataclass(frozen=True)
 class JackknifeArrays:
-    """Delete-one-region jackknife (:class:`hpcsys.pipeline.JackknifeErrors`).
+    """Delete-one-region jackknife (:class:`hpcsys.methods.deletions.JackknifeErrors`).
 
     ``n_regions`` (N,) (0: not computed); ``method_cov`` (N, M, 2K, 2K);
     ``mle_a_err``, ``mle_b_err`` (N, F, L, K).

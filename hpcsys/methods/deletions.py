@@ -27,11 +27,17 @@ docs' coverage figure.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hpcsys.config import MethodsSection
+from hpcsys.config import REMEASURED_METHODS, Config, MethodsSection
+from hpcsys.core.likelihood import param_layout
+from hpcsys.core.models import FIT_MODELS, MODELS
 from hpcsys.measure.jackknife import (
     JackknifeRegions,
     jackknife_covariance,
@@ -42,9 +48,41 @@ from hpcsys.measure.jackknife import (
 from hpcsys.methods._shared import fit_basis
 from hpcsys.methods.base import MapData, MethodResult
 
-__all__ = ["method_deletions", "method_jackknife_covariance"]
+__all__ = [
+    "JackknifeErrors",
+    "method_deletions",
+    "method_jackknife_covariance",
+    "task_jackknife",
+    "with_jackknife_cov",
+]
 
 _MCMC_MODEL = {"MCMC-add": "additive", "MCMC-comb": "combined"}
+
+
+@dataclass(frozen=True)
+class JackknifeErrors:
+    """Delete-one-region jackknife of one task (:mod:`hpcsys.measure.jackknife`).
+
+    Shapes as in :class:`hpcsys.pipeline.RealisationResult` (M methods, F fit
+    models, L likelihoods, K templates); ``nan`` where not computed (the
+    jackknife off, ``methods.jackknife_regions = 0``; ISD without
+    ``methods.jackknife_isd``; unconverged fits).
+
+    Attributes
+    ----------
+    n_regions : int
+        Regions R (0: not computed).
+    method_cov : ndarray, shape (M, 2K, 2K)
+        Jackknife covariance of each method's ``(a, b)`` (:func:`method_deletions`).
+    mle_a_err, mle_b_err : ndarray, shape (F, L, K)
+        Jackknife errors of every MLE fit's coefficients (``nan`` where the
+        model lacks the term).
+    """
+
+    n_regions: int
+    method_cov: np.ndarray
+    mle_a_err: np.ndarray
+    mle_b_err: np.ndarray
 
 
 def _restrict(data: MapData, keep: np.ndarray) -> MapData:
@@ -140,3 +178,69 @@ def method_jackknife_covariance(result: MethodResult, data: MapData, settings: M
     """Jackknife covariance of ``(a, b)``, shape (2K, 2K) (:func:`method_deletions`)."""
     return jackknife_covariance(method_deletions(result, data, settings, regions,
                                                  mle_theta=mle_theta))
+
+
+def task_jackknife(delta: np.ndarray, templates: np.ndarray, pixels: np.ndarray, config: Config,
+                   regions: JackknifeRegions | None, methods: Sequence[MethodResult],
+                   comparison: Any, names: tuple[str, ...]) -> JackknifeErrors:
+    """Jackknife covariances of every method and errors of every MLE fit of one task.
+
+    Parameters
+    ----------
+    delta, templates, pixels
+        The task's observed map, templates and footprint pixels.
+    config : Config
+    regions : JackknifeRegions or None
+        The run's regions (None: the jackknife is off, all ``nan``).
+    methods : sequence of MethodResult
+        The task's method results, in ``config.methods.names`` order.
+    comparison : hpcsys.core.comparison.ModelComparison
+        The task's MLE fits (their maxima start the Newton deletions).
+    names : tuple of str
+        Template names.
+    """
+    K, M = templates.shape[0], len(methods)
+    F, L = len(FIT_MODELS), len(config.methods.likelihoods)
+    a_err, b_err = np.full((F, L, K), np.nan), np.full((F, L, K), np.nan)
+    method_cov = np.full((M, 2 * K, 2 * K), np.nan)
+    if regions is None:
+        return JackknifeErrors(0, method_cov, a_err, b_err)
+    for f, model in enumerate(FIT_MODELS):
+        has_a, has_b = MODELS[model]
+        if not (has_a or has_b):
+            continue
+        for li, lik in enumerate(config.methods.likelihoods):
+            fit = comparison.fit(model, lik)
+            if not bool(fit.converged):
+                continue
+            theta = np.asarray(fit.theta, dtype=float)
+            var = np.diag(jackknife_covariance(mle_deletions(theta, delta, templates, model, lik,
+                                                             regions)))
+            lay = param_layout(model, lik, K)
+            if has_a:
+                a_err[f, li] = np.sqrt(var[lay.a])
+            if has_b:
+                b_err[f, li] = np.sqrt(var[lay.b])
+    data = MapData(delta=delta, templates=templates, pixels=pixels, nside=config.sky.nside,
+                   names=names)
+    for m, res in enumerate(methods):
+        if res.name in REMEASURED_METHODS and not config.methods.jackknife_isd:
+            continue  # nan: an ISD deletion reruns the method on a new footprint (costly)
+        theta = None
+        if res.name in _MCMC_MODEL and "gaussian" in config.methods.likelihoods:
+            theta = np.asarray(comparison.fit(_MCMC_MODEL[res.name], "gaussian").theta)
+        method_cov[m] = method_jackknife_covariance(res, data, config.methods, regions,
+                                                    mle_theta=theta)
+    return JackknifeErrors(regions.n_regions, method_cov, a_err, b_err)
+
+
+def with_jackknife_cov(res: MethodResult, cov_jk: np.ndarray) -> MethodResult:
+    """A method with no covariance of its own (ElasticNet) reports its jackknife one.
+
+    Its ``cov`` and ``a_err`` become the jackknife's, so Eq. 21 debiases it
+    (Berlfein+24 Eq. 21); ``b_err`` stays ``nan`` for an additive method.
+    """
+    if np.all(np.isnan(res.cov)) and np.all(np.isfinite(cov_jk)):
+        K = res.a.shape[0]
+        return dataclasses.replace(res, cov=cov_jk, a_err=np.sqrt(np.diag(cov_jk)[:K]))
+    return res
