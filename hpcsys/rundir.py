@@ -35,6 +35,7 @@ from hpcsys.io.atomic import TEMP_PREFIX, check_free_space
 
 __all__ = [
     "CONFIG_FILE",
+    "EXTENT_KEYS",
     "INFO_FILE",
     "LOCK_FILE",
     "RESULTS_FILE",
@@ -60,12 +61,30 @@ class RunError(ValueError):
     """The run cannot start or be reduced (run directory, missing tasks, ...)."""
 
 
+#: Keys that set a run's extent or its reduction, not any one task's numbers: a run
+#: resumed with more realisations (or calibration mocks, or another alpha) keeps its
+#: finished tasks, whose seeds are keyed by their index alone.
+EXTENT_KEYS = ("run.n_realisations", "analysis")
+
+
 def science_hash(config: Config) -> str:
-    """Hash of everything that changes results: the config without ``parallel`` and
-    ``run.output_dir`` (so a run may be resumed with other ranks, threads or paths)."""
+    """Hash of everything that changes a task's results.
+
+    The config without ``parallel`` and ``run.output_dir`` (so a run may be resumed
+    with other ranks, threads or paths) and without :data:`EXTENT_KEYS` (so a run may
+    be extended: ``--resume`` with a larger ``run.n_realisations`` or
+    ``analysis.calibration_realisations`` runs only the new tasks, and the reduction
+    reads the finished ones unchanged).
+    """
     d = config.to_dict()
     d.pop("parallel", None)
     d["run"].pop("output_dir", None)
+    for key in EXTENT_KEYS:
+        section, _, name = key.partition(".")
+        if name:
+            d.get(section, {}).pop(name, None)
+        else:
+            d.pop(section, None)
     return config_hash(yaml.safe_dump(d, sort_keys=True))
 
 

@@ -201,6 +201,28 @@ def test_pending_tasks_resume_rules(tmp_path: Path) -> None:
         pending_tasks(cfg, run_dir, resume=True)
 
 
+def test_a_run_is_extended_by_resuming_with_more_realisations(tmp_path: Path) -> None:
+    """The extent keys (run.n_realisations, analysis) leave the task hash alone."""
+    cfg = _cfg(tmp_path)
+    run_dir = cfg.output_dir
+    h = science_hash(cfg)
+    for s, i in (("null", 0), ("null", 1), ("additive", 2)):
+        write_task(task_path(run_dir, s, i), random_result(s, i), scenario=s, index=i,
+                   cfg_hash=h)
+    (run_dir / "config.yaml").write_text(cfg.text)
+    longer = cfg.replace(**{"run.n_realisations": 5, "analysis.alpha": 0.1,
+                            "analysis.calibration_realisations": 7})
+    assert science_hash(longer) == h
+    pending, done = pending_tasks(longer, run_dir, resume=True)
+    assert done == 3 and len(pending) == 2 * 5 - 3
+    assert {t.label for t in pending} == {"null[2]", "null[3]", "null[4]", "additive[0]",
+                                          "additive[1]", "additive[3]", "additive[4]"}
+    # anything a task computes with still changes the hash
+    for key, value in (("run.master_seed", 1), ("sky.nside", 32),
+                       ("run.scenarios", ["null"]), ("contamination.additive_amplitude", 0.031)):
+        assert science_hash(cfg.replace(**{key: value})) != h, key
+
+
 def test_fault_hook_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCSYS_FAULT", "raise@null:1, kill@additive:0")
     assert _parse_faults() == {("null", 1): "raise", ("additive", 0): "kill"}
