@@ -104,6 +104,13 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 BALL_SCALE = 0.1
 #: Pixels per chunk of the combined-model likelihood.
 CHUNK = 1024
+#: Pixels whose Jacobian factors are multiplied before one logarithm (chunks are a
+#: multiple of it): the logarithm was the dearest operation of the walker likelihood.
+LOG_GROUP = 8
+#: Each factor enters the product clipped to ``[1/FACTOR_CLIP, FACTOR_CLIP]``, so a group of
+#: :data:`LOG_GROUP` never leaves float64's normal range; only a factor beyond 1e38 or
+#: below 1e-38, where ``r^2/(1 + b.t)^2`` already decides the sample, is affected.
+FACTOR_CLIP = 1e38
 
 
 # --------------------------------------------------------------------------- log posteriors
@@ -137,9 +144,13 @@ def additive_stats(delta: np.ndarray, templates: np.ndarray) -> AdditiveStats:
 
 
 def pixel_chunks(delta: np.ndarray, templates: np.ndarray, chunk: int = CHUNK) -> PixelChunks:
-    """Zero-padded pixel chunks of ``delta`` and ``T`` for :func:`combined_logpost`."""
+    """Zero-padded pixel chunks of ``delta`` and ``T`` for :func:`combined_logpost`.
+
+    The chunk length is rounded up to a multiple of :data:`LOG_GROUP`; padded pixels
+    (``delta = 0``, ``t = 0``) add nothing to the likelihood.
+    """
     K, npix = templates.shape
-    chunk = int(min(chunk, npix))
+    chunk = -(-int(min(chunk, npix)) // LOG_GROUP) * LOG_GROUP
     n_chunks = -(-npix // chunk)
     pad = n_chunks * chunk - npix
     T = np.pad(np.asarray(templates, dtype=float), ((0, 0), (0, pad)))
@@ -191,17 +202,23 @@ def combined_logpost(theta: Array, chunks: PixelChunks) -> Array:
         ``1 + b.t_p <= 0`` on any pixel.
     """
     K = chunks.templates.shape[1]
-    a, b, s = theta[:, :K], theta[:, K:2 * K], theta[:, -1]
+    s = theta[:, -1]
     W = theta.shape[0]
+    # (a; b) stacked: one (2W, K) x (K, chunk) product per chunk instead of two
+    ab = jnp.concatenate([theta[:, :K], theta[:, K:2 * K]], axis=0)
 
     def body(carry, xs):
         chi, logj, fmin = carry
         t, d = xs
-        f = 1.0 + b @ t
+        u = ab @ t
+        f = 1.0 + u[W:]
         ok = f > 0.0
         f_safe = jnp.where(ok, f, 1.0)
-        r = (d[None, :] - a @ t) / f_safe
-        return (chi + jnp.sum(r * r, axis=1), logj + jnp.sum(jnp.log(f_safe), axis=1),
+        r = (d[None, :] - u[:W]) / f_safe
+        # sum of logs as the log of products over groups of LOG_GROUP pixels
+        g = jnp.prod(jnp.clip(f_safe, 1.0 / FACTOR_CLIP, FACTOR_CLIP).reshape(W, -1, LOG_GROUP),
+                     axis=2)
+        return (chi + jnp.sum(r * r, axis=1), logj + jnp.sum(jnp.log(g), axis=1),
                 jnp.minimum(fmin, jnp.min(f, axis=1))), None
 
     zero = jnp.zeros(W, dtype=theta.dtype)
