@@ -71,7 +71,7 @@ import numpy as np
 
 from hpcsys import seeds
 from hpcsys.config import METHOD_NAMES, REMEASURED_METHODS, SCENARIOS, Config, ConfigError
-from hpcsys.core.comparison import LRTMatrix, MLEGrid, compare_models
+from hpcsys.core.comparison import LRTMatrix, MLEGrid, ModelComparison, compare_models
 from hpcsys.core.correction import correct_w_unbiased
 from hpcsys.core.pca import pca_rotation
 from hpcsys.measure.honest import SandwichSetup, designs_for, mle_covariances, sandwich_setup
@@ -416,11 +416,13 @@ def _peak_memory_mb() -> float:
 
 
 def _run_methods(ctx: RunContext, scenario: str, index: int, mock: Mock,
-                 tset: TemplateSet, setup: SandwichSetup) -> tuple[MethodResult, ...]:
+                 tset: TemplateSet, setup: SandwichSetup, comparison: ModelComparison
+                 ) -> tuple[MethodResult, ...]:
     """Every configured method on the observed map (stream ``method``)."""
     cfg = ctx.config
     data = MapData(delta=mock.delta_obs, templates=tset.templates, pixels=ctx.footprint.pixels,
-                   nside=cfg.sky.nside, names=ctx.template_names, sandwich=setup)
+                   nside=cfg.sky.nside, names=ctx.template_names, sandwich=setup,
+                   comparison=comparison)
     s_idx = SCENARIOS.index(scenario)
     return tuple(
         run_method(name, data, cfg.methods,
@@ -451,9 +453,11 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     """Mock, methods, MLE fits, LRTs and all w(theta) of one task.
 
     The stages (timed in :class:`TaskTimings`, names :data:`STAGES`): the mock
-    (:func:`make_mock`), the methods, the model comparison
+    (:func:`make_mock`), the model comparison
     (:func:`hpcsys.core.comparison.compare_models`, with the sandwich
-    covariances and Wald tests) and w(theta).
+    covariances and Wald tests), the methods (MCMC-add/-comb take the sandwich
+    covariance of their Gaussian maximum from the comparison), the jackknife
+    and w(theta).
 
     Parameters
     ----------
@@ -480,17 +484,18 @@ def run_realisation(ctx: RunContext, scenario: str, index: int) -> RealisationRe
     a_true, b_true = ctx.truth.for_scenario(scenario)
     seconds["mock"] = time.perf_counter() - t
 
+    # the model comparison first: the MCMC methods reuse its Gaussian sandwich covariances
     t = time.perf_counter()
     setup = _task_sandwich(ctx, tset)
-    methods = _run_methods(ctx, scenario, index, mock, tset, setup)
-    seconds["methods"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     comparison = compare_models(mock.delta_obs, tset.templates, cfg.methods.likelihoods,
                                 max_iter=cfg.methods.mle_max_iter, tol=cfg.methods.mle_tol,
                                 covariance=mle_covariances(setup, mock.delta_obs,
                                                            tset.templates))
     seconds["mle"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    methods = _run_methods(ctx, scenario, index, mock, tset, setup, comparison)
+    seconds["methods"] = time.perf_counter() - t
 
     t = time.perf_counter()
     jack = task_jackknife(mock.delta_obs, tset.templates, ctx.footprint.pixels, cfg,

@@ -350,13 +350,15 @@ def fit_prepared(
         sandwich=setup,
     )
     with jax.enable_x64(True):
+        # the comparison first: the MCMC methods reuse its Gaussian sandwich covariances
+        comparison = compare_models(data.delta, data.templates, settings.likelihoods,
+                                    max_iter=settings.mle_max_iter, tol=settings.mle_tol,
+                                    covariance=mle_covariances(setup, data.delta, templates))
+        data = dataclasses.replace(data, comparison=comparison)
         results = tuple(
             run_method(name, data, settings, method_seed(seed, name), extend_chains=True)
             for name in settings.names
         )
-        comparison = compare_models(data.delta, data.templates, settings.likelihoods,
-                                    max_iter=settings.mle_max_iter, tol=settings.mle_tol,
-                                    covariance=mle_covariances(setup, data.delta, templates))
     lrt = lrt_table(comparison)
     names_in = (
         tuple(input_template_names)

@@ -165,6 +165,29 @@ def test_mcmc_comb_recovers_truth_within_its_posterior():
     assert np.all(r.b_ess >= r.diagnostics.effective_samples)
 
 
+@pytest.mark.parametrize("name", ["MCMC-add", "MCMC-comb"])
+def test_mcmc_reuses_the_model_comparisons_sandwich(name: str):
+    """With the map's model comparison at hand the MCMC takes its Gaussian sandwich
+    covariance (the same maximum), and it equals the one computed afresh."""
+    from hpcsys.core.comparison import compare_models
+    from hpcsys.measure.honest import mle_covariances, sandwich_setup
+
+    data = synthetic_map(36, npix=NPIX, K=K2, a=A2, b=B2)
+    setup = sandwich_setup(data.pixels, data.nside, ST_JAX.sandwich_lmax,
+                           np.asarray(data.templates, dtype=float))
+    data = dataclasses.replace(data, sandwich=setup)
+    comp = compare_models(data.delta, data.templates, ("gaussian",),
+                          covariance=mle_covariances(setup, data.delta, data.templates))
+    seed = seed_sequence(1, "method", 3)
+    fresh = run_method(name, data, ST_JAX, seed)
+    reused = run_method(name, dataclasses.replace(data, comparison=comp), ST_JAX, seed)
+    assert "model comparison's MLE" in reused.diagnostics.message
+    assert "model comparison's MLE" not in fresh.diagnostics.message
+    m = K2 if name == "MCMC-add" else 2 * K2
+    np.testing.assert_allclose(reused.cov[:m, :m], fresh.cov[:m, :m], rtol=1e-5, atol=0)
+    np.testing.assert_array_equal(reused.a, fresh.a)  # the chain itself is untouched
+
+
 def test_skewed_posterior_mean_differs_from_the_mle_and_matches_quadrature():
     """A posterior skewed by the pole of 1 + b.t: its mean is not the MLE, and MCMC finds it.
 

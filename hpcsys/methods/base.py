@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from hpcsys.core.comparison import ModelComparison
     from hpcsys.measure.honest import SandwichSetup
 
 __all__ = ["MapData", "MethodDiagnostics", "MethodResult"]
@@ -40,6 +41,12 @@ class MapData:
         for the honest (sandwich) covariances, precomputed once per run
         (:func:`hpcsys.measure.honest.sandwich_setup`); built on the fly when
         ``None``.
+    comparison : ModelComparison, optional
+        The map's model comparison (:func:`hpcsys.core.comparison.compare_models`
+        on the same ``delta`` and ``templates`` with the same sandwich setup),
+        when it ran before the methods: MCMC-add/-comb take the sandwich
+        covariance of the Gaussian maximum from it instead of computing it
+        again, where their posterior maximum is that maximum.
     """
 
     delta: np.ndarray
@@ -48,6 +55,7 @@ class MapData:
     nside: int
     names: tuple[str, ...] = ()
     sandwich: SandwichSetup | None = None
+    comparison: ModelComparison | None = None
 
     @property
     def n_templates(self) -> int:

@@ -79,7 +79,7 @@ from jax import Array, lax
 from hpcsys.config import MethodsSection
 from hpcsys.core.fit import MLEResult, fit_mle
 from hpcsys.core.likelihood import ParamLayout, param_layout
-from hpcsys.core.models import MODELS
+from hpcsys.core.models import FIT_MODELS, MODELS
 from hpcsys.methods._shared import FitBasis, MethodInputError, fit_basis, make_result
 from hpcsys.methods.base import MapData, MethodDiagnostics, MethodResult
 from hpcsys.methods.chains import ChainSummary, summarise_samples
@@ -409,6 +409,9 @@ def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str,
     for sl in (lay.a, lay.b):
         if sl is not None:
             theta[sl] = basis.coef_to_original(theta[sl])
+    cached = _comparison_cov(data, theta, model, m)
+    if cached is not None:
+        return cached, "errors: sandwich at the posterior maximum (= the model comparison's MLE)"
     sw = data.sandwich or sandwich_setup(data.pixels, data.nside, settings.sandwich_lmax)
     T = np.asarray(data.templates, dtype=float)
     try:
@@ -420,6 +423,32 @@ def _honest_cov(setup: _MCMCSetup, theta_max: np.ndarray, model: str,
     if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) < 0):
         return np.full((m, m), np.nan), "sandwich covariance not positive at the maximum; errors nan"
     return 0.5 * (cov + cov.T), "errors: sandwich at the posterior maximum"
+
+
+#: A posterior maximum is the model comparison's maximum when no parameter differs by
+#: more than this fraction of its error (both are Newton maxima of the same likelihood).
+SAME_MAXIMUM = 1e-4
+
+
+def _comparison_cov(data: MapData, theta: np.ndarray, model: str, m: int) -> np.ndarray | None:
+    """The model comparison's sandwich covariance of ``(a[, b])`` if its Gaussian
+    maximum of ``model`` is ``theta`` (original basis), else ``None``."""
+    comp = data.comparison
+    if comp is None or "gaussian" not in comp.likelihoods:
+        return None
+    f, j = FIT_MODELS.index(model), comp.likelihoods.index("gaussian")
+    fit = comp.fits[f * len(comp.likelihoods) + j]
+    if fit.model != model or fit.likelihood != "gaussian" or not fit.converged:
+        return None
+    cov = np.asarray(comp.mle.cov[f, j], dtype=float)[:m, :m]
+    err = np.sqrt(np.diag(cov))
+    ref = np.asarray(fit.theta, dtype=float)
+    if ref.shape != theta.shape or not np.all(np.isfinite(err)) or np.any(err <= 0):
+        return None
+    scale = np.concatenate([err, np.abs(ref[m:]) + 1e-300])  # s (and g): relative
+    if np.max(np.abs(theta - ref) / scale) > SAME_MAXIMUM:
+        return None
+    return 0.5 * (cov + cov.T)
 
 
 def _mcmc_summarise(setup: _MCMCSetup, chain: ChainResult, n_steps: int, reason: str,
