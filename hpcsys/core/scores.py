@@ -22,6 +22,7 @@ the spectra of (stationary when the residual is).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -86,6 +87,23 @@ def score_fields(theta: Array, delta: Array, templates: Array, model: str,
     K = templates.shape[0]
     has_a, has_b = MODELS[model]
     lay = param_layout(model, likelihood, K)
+    field_of: list[int] = []
+    n_rows = 0
+    for present, size in ((has_a, K), (has_b, K), (True, 1), (lay.g is not None, 1)):
+        if present:
+            field_of += [n_rows] * size
+            n_rows += 1
+    rows, modulation = _score_rows(theta, delta, templates, model, likelihood)
+    return ScoreFields(rows, tuple(field_of), modulation)
+
+
+@partial(jax.jit, static_argnames=("model", "likelihood"))
+def _score_rows(theta: Array, delta: Array, templates: Array, model: str,
+                likelihood: str) -> tuple[Array, Array]:
+    """The rows of :class:`ScoreFields` and the modulation, compiled once per model."""
+    K = templates.shape[0]
+    has_a, has_b = MODELS[model]
+    lay = param_layout(model, likelihood, K)
     u = theta[lay.a] @ templates if has_a else jnp.zeros_like(delta)
     v = theta[lay.b] @ templates if has_b else jnp.zeros_like(delta)
     s = theta[lay.s]
@@ -98,16 +116,11 @@ def score_fields(theta: Array, delta: Array, templates: Array, model: str,
     grads = jax.vmap(jax.grad(h, argnums=(0, 1, 2)), in_axes=(0, None, None))(r, s, g)
     h_r, h_s, h_g = grads
     rows: list[Array] = []
-    field_of: list[int] = []
     if has_a:
-        field_of += [len(rows)] * K
         rows.append(-h_r)
     if has_b:
-        field_of += [len(rows)] * K
         rows.append(-1.0 - r * h_r)
-    field_of.append(len(rows))
     rows.append(h_s)
     if lay.g is not None:
-        field_of.append(len(rows))
         rows.append(h_g)
-    return ScoreFields(jnp.stack(rows), tuple(field_of), 1.0 / (1.0 + v))
+    return jnp.stack(rows), 1.0 / (1.0 + v)

@@ -20,7 +20,7 @@ into a known *design* column and one of a few *residual fields*,
 ``F = r`` (the residual); for the pixel likelihoods with ``u = a.t``,
 ``v = b.t`` and residual ``r = (delta - u)/(1 + v)`` (Berlfein+24 Eqs. 17-18)
 the design of ``a_k`` and ``b_k`` is ``t_k/(1 + v)`` and the fields are
-functions of ``r`` alone (:func:`hpcsys.core.scores.pixel_score_fields`).
+functions of ``r`` alone (:func:`hpcsys.core.scores.score_fields`).
 With the fields stationary, ``Cov(F_f(p), F_g(q)) = C^{fg}(theta_pq)``, so
 
     J_km = sum_{p,q} D_k(p) D_m(q) C^{f(k) f(m)}(theta_pq).
@@ -339,6 +339,7 @@ def quadratic_forms(
     spectra: ResidualSpectra,
     geo: HarmonicGeometry,
     local: Sequence[bool] | None = None,
+    column_index: Sequence[int] | None = None,
 ) -> np.ndarray:
     """``J_km = sum_{p,q} D_k(p) D_m(q) C^{f(k) f(m)}(theta_pq)`` in harmonic space.
 
@@ -359,6 +360,11 @@ def quadratic_forms(
         sets to zero, so the field's measured correlation integrates to zero
         over the footprint (the integral constraint) and cannot give the
         correlated part of their variance.
+    column_index : sequence of int, length P, optional
+        Row of ``designs`` that is each parameter's design (default: row
+        ``k`` for parameter ``k``). Parameters sharing a design (``a_k`` and
+        ``b_k`` of the combined model, ``s`` and ``g``) then share one
+        transform instead of carrying copies of it.
 
     Returns
     -------
@@ -366,33 +372,38 @@ def quadratic_forms(
         Symmetric ``J`` (module docstring for the formula).
     """
     idx = np.asarray(field_index, dtype=int)
-    P = designs.columns.shape[0]
-    if idx.shape != (P,):
-        raise ValueError(f"field_index: need {P} entries, got {idx.shape}")
+    P = idx.shape[0] if column_index is not None else designs.columns.shape[0]
+    col = np.arange(P) if column_index is None else np.asarray(column_index, dtype=int)
+    if idx.shape != (P,) or col.shape != (P,):
+        raise ValueError(f"field_index, column_index: need {P} entries each, got "
+                         f"{idx.shape} and {col.shape}")
     ell = geo.ell()
     w_m = geo.m_weight()
     J = np.empty((P, P))
     omega2 = geo.omega**2
     groups = {f: np.flatnonzero(idx == f) for f in np.unique(idx)}
     re, im = np.ascontiguousarray(designs.alms.real), np.ascontiguousarray(designs.alms.imag)
+    gram = designs.columns @ designs.columns.T  # of the distinct designs, once
     keys = list(groups)
     for i, f in enumerate(keys):
         rows = groups[f]
+        d_rows = np.unique(col[rows])
         for g in keys[i:]:  # J^{gf} = (J^{fg})^T: the spectra are symmetric in (f, g)
             cols = groups[g]
+            d_cols = np.unique(col[cols])
             weight = (spectra.cl[f, g] - spectra.white[f, g])[ell] * w_m / omega2
-            # Re(U diag(w) V^H) with real arithmetic
-            low = (re[rows] * weight) @ re[cols].T + (im[rows] * weight) @ im[cols].T
-            white = (spectra.white[f, g] / geo.omega) * (
-                designs.columns[rows] @ designs.columns[cols].T)
-            J[np.ix_(rows, cols)] = low + white
-            J[np.ix_(cols, rows)] = (low + white).T
+            # Re(U diag(w) V^H) with real arithmetic, over the distinct designs
+            low = (re[d_rows] * weight) @ re[d_cols].T + (im[d_rows] * weight) @ im[d_cols].T
+            block = low + (spectra.white[f, g] / geo.omega) * gram[np.ix_(d_rows, d_cols)]
+            block = block[np.ix_(np.searchsorted(d_rows, col[rows]),
+                                 np.searchsorted(d_cols, col[cols]))]
+            J[np.ix_(rows, cols)] = block
+            J[np.ix_(cols, rows)] = block.T
     if local is not None:
         loc = np.flatnonzero(np.asarray(local, dtype=bool))
         for i in loc:
             for j in loc:
-                J[i, j] = spectra.zero_lag[idx[i], idx[j]] * (
-                    designs.columns[i] @ designs.columns[j])
+                J[i, j] = spectra.zero_lag[idx[i], idx[j]] * gram[col[i], col[j]]
     return 0.5 * (J + J.T)
 
 
@@ -402,12 +413,14 @@ def score_covariance(
     fields: np.ndarray,
     geo: HarmonicGeometry,
     local: Sequence[bool] | None = None,
+    column_index: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Covariance ``J`` of the summed score, with the field spectra from the map itself.
 
     :func:`pseudo_spectra` of ``fields`` followed by :func:`quadratic_forms`.
     """
-    return quadratic_forms(designs, field_index, pseudo_spectra(fields, geo), geo, local)
+    return quadratic_forms(designs, field_index, pseudo_spectra(fields, geo), geo, local,
+                           column_index)
 
 
 def sandwich(hessian: np.ndarray, meat: np.ndarray) -> np.ndarray:
@@ -511,8 +524,11 @@ def mle_covariance(
     else:
         tmpl = designs
     unit = DesignTransform(ones, _quadrature(geo).mask_alm)  # the footprint, cached
-    cols = np.concatenate([tmpl.columns] * (int(has_a) + int(has_b)) + [ones] * n_scalar)
-    alms = np.concatenate([tmpl.alms] * (int(has_a) + int(has_b)) + [unit.alms] * n_scalar)
+    # the K template designs (shared by a and b) and the footprint (shared by s and g)
+    distinct = DesignTransform(np.concatenate([tmpl.columns, ones]),
+                               np.concatenate([tmpl.alms, unit.alms]))
+    column = np.concatenate([np.arange(K)] * (int(has_a) + int(has_b))
+                            + [np.full(n_scalar, K)])
     local = [False] * (lay.size - n_scalar) + [True] * n_scalar
-    meat = score_covariance(DesignTransform(cols, alms), sf.field_of_param, fields, geo, local)
+    meat = score_covariance(distinct, sf.field_of_param, fields, geo, local, column)
     return sandwich(-np.asarray(hess), meat)
