@@ -16,7 +16,10 @@ ElasticNet     ``c_en * N K (F + 1) L`` (Gram matrix per fold, paths, final fit)
 ISD-1/3        ``c_isd * N K`` per iteration, K + 1 iterations at most
 MCMC-add       ``S (c_step + c_add W K^2)`` (sufficient statistics: O(K^2) per walker)
 MCMC-comb      ``S (c_step + c_comb N K W)`` (the ``(W x K) @ (K x N)`` products)
-MLE fits       ``c_mle * N * sum_models (P + 1)^2`` per likelihood
+MLE fits       ``c_mle * N * sum_models (P + 1)^2`` per likelihood (with their
+               sandwich covariances and Wald tests)
+jackknife      ``c_jk * N * sum_models (P + 1)^2`` per likelihood (per-region
+               derivatives of every fit, OLS downdates, method deletions)
 w(theta)       ``c_tc * N`` per TreeCorr run, ``ceil((2 + M) / 2)`` runs per task
 fixed          ``fixed`` per task (bookkeeping, task file)
 =============  ===============================================================
@@ -64,6 +67,7 @@ COST_CONSTANTS: dict[str, float] = {
     "c_add": 1.0e-9,  # s per (walker x K^2) per step
     "c_comb": 4.67e-10,  # s per (pixel x K x walker) per step
     "c_mle": 7.9e-9,  # s per (pixel x (P + 1)^2) per likelihood (8 warm fits: 6.3 s)
+    "c_jk": 5.0e-9,  # s per (pixel x (P + 1)^2) per likelihood
     "c_tc": 7.3e-5,  # s per pixel per TreeCorr run of a task
     "c_tc_xi": 7.1e-5,  # s per pixel per TreeCorr run of the template xi_ij
     "fixed": 3.6,  # s per task (mock included)
@@ -155,6 +159,8 @@ def stage_seconds(config: Config, n_pixels: int, constants: dict[str, float] | N
             out[name] = S * (c["c_step"] + c["c_comb"] * N * K * W)
     out["mle"] = c["c_mle"] * N * sum((P + 1) ** 2 for P in (1, K + 1, K + 1, 2 * K + 1)) \
         * len(m.likelihoods)
+    out["jackknife"] = c["c_jk"] * N * sum((P + 1) ** 2 for P in (1, K + 1, K + 1, 2 * K + 1)) \
+        * len(m.likelihoods) if m.jackknife_regions else 0.0
     out["twopoint"] = c["c_tc"] * N * math.ceil((2 + len(m.names)) / 2)
     out["fixed"] = c["fixed"]
     return out
