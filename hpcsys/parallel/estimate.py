@@ -51,28 +51,28 @@ from hpcsys.config import Config
 __all__ = ["COST_CONSTANTS", "CostEstimate", "estimate_cost", "prepare_treecorr_runs"]
 
 #: CPU seconds per unit of work (see the module docstring), from benchmarks/calibrate.py.
-#: Measured 2026-12-01 on one core of the 2-vCPU development VM (AVX-512), float64, jax
-#: sampler backend, configs/paper.yaml task combined[0] (NSIDE 512 KiDS-like footprint,
-#: 95209 pixels, K = 25, 250 walkers x 1500 steps): 568 CPU s for the task, the machine
-#: shared (load average ~12), when the combined likelihood ran at ~8.4 GFLOP/s; an
-#: earlier, quieter measurement on the same VM gave 127-190 s per combined task, so
-#: these constants are conservative by up to ~3x on a quiet core. ElasticNet: the Gram
-#: solver measured on the same map (11.9 CPU s). Re-measure with ``make bench``.
+#: Measured 2026-12-02 with ``benchmarks/calibrate.py --run`` on a 2-rank run of
+#: configs/paper.yaml (4 realisations x 4 scenarios, NSIDE 512 KiDS-like footprint, 95209
+#: pixels, K = 25, 250 walkers x 1500 steps, float64, jax sampler) on the 2-vCPU
+#: development VM, one thread per rank and both cores busy: warm tasks 497-657 s (mean
+#: 590 s), fitted on realisations 0-1 of each scenario; the model is within -9 % / +21 %
+#: of the held-out realisations 2-3. The first task of each rank also compiled for ~346 s.
+#: c_add, c_tc_xi, prep_base and base_memory_mb: from the 2026-12-01 measurement.
 COST_CONSTANTS: dict[str, float] = {
-    "c_mock": 1.6e-7,  # s per full-sky pixel (not separately measured: mock + fixed 4 s)
-    "c_ols": 7.8e-9,  # s per (pixel x K^2)
-    "c_en": 2.1e-7,  # s per (pixel x K x (folds + 1) x l1 ratios)
-    "c_isd": 4.5e-8,  # s per (pixel x K) per iteration
-    "c_step": 7.3e-3,  # s per sampler step (MCMC-add: scan, RNG, bookkeeping, its MLE start)
+    "c_mock": 3.84e-7,  # s per full-sky pixel
+    "c_ols": 1.71e-7,  # s per (pixel x K^2), the sandwich of the residual included
+    "c_en": 3.02e-7,  # s per (pixel x K x (folds + 1) x l1 ratios)
+    "c_isd": 4.64e-7,  # s per (pixel x K) per iteration, harmonic binned-mean errors included
+    "c_step": 6.39e-3,  # s per sampler step (MCMC-add: scan, RNG, bookkeeping, its MLE start)
     "c_add": 1.0e-9,  # s per (walker x K^2) per step
-    "c_comb": 4.67e-10,  # s per (pixel x K x walker) per step
-    "c_mle": 7.9e-9,  # s per (pixel x (P + 1)^2) per likelihood (8 warm fits: 6.3 s)
-    "c_jk": 5.0e-9,  # s per (pixel x (P + 1)^2) per likelihood
-    "c_tc": 7.3e-5,  # s per pixel per TreeCorr run of a task
+    "c_comb": 3.83e-10,  # s per (pixel x K x walker) per step
+    "c_mle": 9.32e-8,  # s per (pixel x (P + 1)^2) per likelihood (fits, sandwich, Wald)
+    "c_jk": 5.48e-8,  # s per (pixel x (P + 1)^2) per likelihood
+    "c_tc": 9.1e-5,  # s per pixel per TreeCorr run of a task
     "c_tc_xi": 7.1e-5,  # s per pixel per TreeCorr run of the template xi_ij
-    "fixed": 3.6,  # s per task (mock included)
+    "fixed": 0.12,  # s per task (bookkeeping, task file)
     "prep_base": 9.2e-6,  # s per full-sky pixel (footprint, spectra, templates, PCA)
-    "compile": 70.0,  # s per rank, first task (JAX compilation: 8 MLE fits 90 s cold, 6 s warm)
+    "compile": 346.0,  # s per rank, first task (JAX compilation, cold cache)
     "base_memory_mb": 700.0,  # Python + JAX + healpy + TreeCorr process
 }
 
