@@ -107,10 +107,13 @@ CHUNK = 1024
 #: Pixels whose Jacobian factors are multiplied before one logarithm (chunks are a
 #: multiple of it): the logarithm was the dearest operation of the walker likelihood.
 LOG_GROUP = 8
-#: Each factor enters the product clipped to ``[1/FACTOR_CLIP, FACTOR_CLIP]``, so a group of
-#: :data:`LOG_GROUP` never leaves float64's normal range; only a factor beyond 1e38 or
-#: below 1e-38, where ``r^2/(1 + b.t)^2`` already decides the sample, is affected.
-FACTOR_CLIP = 1e38
+#: Each factor enters the product clipped to ``[tiny, max] ** (1 / LOG_GROUP)`` of its dtype
+#: (halved), so a group never leaves the normal range (float64: 1e-38 .. 1e38; float32:
+#: 2e-5 .. 3e4); only factors beyond those, where ``r^2/(1 + b.t)^2`` already decides
+#: the sample, are affected.
+def _factor_clip(dtype) -> tuple[float, float]:
+    fi = jnp.finfo(dtype)
+    return 2.0 * float(fi.tiny) ** (1.0 / LOG_GROUP), 0.5 * float(fi.max) ** (1.0 / LOG_GROUP)
 
 
 # --------------------------------------------------------------------------- log posteriors
@@ -216,7 +219,7 @@ def combined_logpost(theta: Array, chunks: PixelChunks) -> Array:
         f_safe = jnp.where(ok, f, 1.0)
         r = (d[None, :] - u[:W]) / f_safe
         # sum of logs as the log of products over groups of LOG_GROUP pixels
-        g = jnp.prod(jnp.clip(f_safe, 1.0 / FACTOR_CLIP, FACTOR_CLIP).reshape(W, -1, LOG_GROUP),
+        g = jnp.prod(jnp.clip(f_safe, *_factor_clip(f_safe.dtype)).reshape(W, -1, LOG_GROUP),
                      axis=2)
         return (chi + jnp.sum(r * r, axis=1), logj + jnp.sum(jnp.log(g), axis=1),
                 jnp.minimum(fmin, jnp.min(f, axis=1))), None
