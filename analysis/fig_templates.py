@@ -87,7 +87,7 @@ def run(res: ResultsFile, out: Path) -> list[Path]:
                   label=names[i] if i < 8 else None)
     styles = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
     for j, fam in enumerate(dict.fromkeys(cfg.templates.families)):
-        ax.loglog(ell[2:], template_cl(fam, lmax)[2:], linestyle=styles[j % len(styles)],
+        ax.loglog(ell[2:], template_cl(fam, lmax, cfg.templates.ell_scale)[2:], linestyle=styles[j % len(styles)],
                   color="k", lw=1.0, alpha=0.7, label=f"model: {fam}")
     ax.set_xlabel(r"multipole $\ell$")
     ax.set_ylabel(r"$C_\ell$ (pseudo-$C_\ell / f_{\rm sky}$)")

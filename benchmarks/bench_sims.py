@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_sims.py                       # NSIDE 128, 256, 512, K = 25, kids
     python benchmarks/bench_sims.py --nside 128 --templates 5
     python benchmarks/bench_sims.py --nside 512 --calibrate 60
+    python benchmarks/bench_sims.py --config configs/quick.yaml --calibrate 60
 
 Each NSIDE runs in a fresh interpreter so that its peak resident memory
 (``ru_maxrss``) is its own. Stages:
@@ -43,13 +44,17 @@ def _rss_mb() -> float:
 
 
 def run_one(nside: int, K: int, footprint: str, threads: int, n_cal: int,
-            skip_xi: bool = False) -> dict:
-    """Benchmark one NSIDE in this process; returns a JSON-able dict."""
+            skip_xi: bool = False, config: str | None = None) -> dict:
+    """Benchmark one NSIDE in this process; returns a JSON-able dict.
+
+    With ``config`` (a YAML run configuration) its sky, templates, contamination
+    and twopoint sections are used instead, and ``nside, K, footprint`` are ignored.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
     from hpcsys import seeds
-    from hpcsys.config import parse_config
+    from hpcsys.config import load_config, parse_config
     from hpcsys.core.correction import contaminate_w
     from hpcsys.core.stats import amplitude_fit, hartlap_inverse, sample_covariance
     from hpcsys.measure.twopoint import PixelCorrelator, angular_bins
@@ -59,14 +64,19 @@ def run_one(nside: int, K: int, footprint: str, threads: int, n_cal: int,
     from hpcsys.sims.spectra import target_cl
     from hpcsys.sims.templates import draw_templates
 
-    cfg = parse_config({"sky": {"nside": nside, "footprint": footprint},
-                        "templates": {"n_templates": K},
-                        "twopoint": {"n_threads": threads},
-                        "methods": {"mcmc_walkers": 4 * (2 * K + 1)}})
-    out: dict = {"nside": nside, "K": K, "threads": threads}
+    if config:
+        cfg = load_config(config, [f"twopoint.n_threads={threads}"])
+        nside, K, footprint = cfg.sky.nside, cfg.templates.n_templates, cfg.sky.footprint
+    else:
+        cfg = parse_config({"sky": {"nside": nside, "footprint": footprint},
+                            "templates": {"n_templates": K},
+                            "twopoint": {"n_threads": threads},
+                            "methods": {"mcmc_walkers": 4 * (2 * K + 1)}})
+    out: dict = {"nside": nside, "K": K, "footprint": footprint, "threads": threads}
     t = time.perf_counter()
-    fp = make_footprint(footprint, nside)
-    gl = lognormal_gaussian_cl(target_cl("kids", cfg.sky.galaxy_bias, 3 * nside - 1))
+    fp = make_footprint(footprint, nside, cap_radius_deg=cfg.sky.cap_radius_deg,
+                        mask_file=cfg.sky.mask_file)
+    gl = lognormal_gaussian_cl(target_cl(cfg.sky.spectrum, cfg.sky.galaxy_bias, 3 * nside - 1))
     out["npix"] = fp.n_pixels
     out["spectra_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -147,21 +157,25 @@ def main(argv: list[str] | None = None) -> None:
                     help="also calibrate amplitudes with N realisations (largest NSIDE only)")
     ap.add_argument("--skip-xi", action="store_true",
                     help="skip the template xi_ij matrix (the slow once-per-run stage)")
+    ap.add_argument("--config", default=None, metavar="YAML",
+                    help="take sky, templates, contamination and twopoint from a run config "
+                         "(one NSIDE: the config's); e.g. configs/quick.yaml")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(run_one(args.nside[0], args.templates, args.footprint, args.threads,
-                                 args.calibrate, args.skip_xi)))
+                                 args.calibrate, args.skip_xi, args.config)))
         return
     rows = []
-    for nside in args.nside:
-        cal = args.calibrate if nside == max(args.nside) else 0
+    for nside in args.nside[:1] if args.config else args.nside:
+        cal = args.calibrate if args.config or nside == max(args.nside) else 0
         cmd = [sys.executable, __file__, "--worker", "--nside", str(nside), "--templates",
                str(args.templates), "--footprint", args.footprint, "--threads",
                str(args.threads), "--calibrate", str(cal)] + (["--skip-xi"] if args.skip_xi else [])
+        cmd += ["--config", args.config] if args.config else []
         res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"footprint {args.footprint}, K = {args.templates}, TreeCorr threads = {args.threads}; "
+    print(f"footprint {rows[0]['footprint']}, K = {rows[0]['K']}, TreeCorr threads = {args.threads}; "
           "seconds (wall, and CPU of this process for xi_ij, mock, w)")
     head = ("NSIDE", "Npix", "spectra", "templates", "xi_ij", "xi_ij CPU", "mock", "mock CPU",
             "8 x w", "8xw CPU", "mock+w", "peak MB")

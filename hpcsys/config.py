@@ -150,6 +150,14 @@ class TemplatesSection:
         "Spectral families assigned to templates in turn (cycled over K).",
         _subset_of(TEMPLATE_FAMILIES),
     )
+    ell_scale: float = _param(
+        1.0,
+        "Multiplies the characteristic multipoles of the exp (500) and gauss (250) "
+        "families. Below NSIDE 512 they lie near or beyond the band limit 3 NSIDE and the "
+        "two families look like pixel noise; NSIDE/512 keeps the shape they have at "
+        "NSIDE 512 (hpcsys.sims.spectra.large_scale_fraction).",
+        _positive,
+    )
     correlation: float = _param(
         0.3,
         "Uniform correlation coefficient between template pairs (ignored when "

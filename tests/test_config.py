@@ -52,6 +52,38 @@ def test_shipped_amplitudes_are_calibrated_or_say_why_not(name: str) -> None:
                                      "'# reason:' comment")
 
 
+@pytest.mark.parametrize("name", ["ci", "quick", "paper"])
+def test_shipped_template_families_are_distinct_at_their_nside_or_say_why_not(name: str) -> None:
+    """The smooth families (exp, gauss, power2) keep at least 70 per cent of their variance
+    below l = 2 NSIDE (white: 4/9), or the ``ell_scale`` line carries a ``# reason:``."""
+    from hpcsys.sims.spectra import large_scale_fraction
+    from hpcsys.sims.templates import template_families
+
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    used = set(template_families(cfg.templates)) & {"exp", "gauss", "power2"}
+    frac = {f: large_scale_fraction(f, cfg.sky.nside, cfg.templates.ell_scale) for f in used}
+    line = next((ln for ln in (CONFIGS / f"{name}.yaml").read_text().splitlines()
+                 if ln.strip().startswith("ell_scale:")), "")
+    assert min(frac.values()) >= 0.7 or "# reason:" in line, (name, frac)
+
+
+def test_large_scale_fraction_separates_the_families_from_pixel_noise() -> None:
+    """White has (4 N^2 - 4) / (9 N^2 - 4) of its variance below 2 NSIDE (C_0 = C_1 = 0), about
+    4/9; the unscaled exp and gauss
+    are close to it at NSIDE 128 and recover their NSIDE-512 values with ell_scale 1/4."""
+    from hpcsys.sims.spectra import large_scale_fraction
+
+    for nside in (16, 128, 512):
+        exact = (4 * nside**2 - 4) / (9 * nside**2 - 4)
+        assert large_scale_fraction("white", nside) == pytest.approx(exact, abs=1e-12)
+    assert large_scale_fraction("exp", 128) < 0.55 and large_scale_fraction("gauss", 128) < 0.75
+    for fam in ("exp", "gauss"):
+        assert large_scale_fraction(fam, 128, 0.25) == pytest.approx(
+            large_scale_fraction(fam, 512), abs=2e-3)
+    with pytest.raises(ConfigError, match=r"^templates\.ell_scale"):
+        parse_config({"templates": {"ell_scale": 0.0}})
+
+
 def test_paper_config_uses_the_calibrated_amplitudes() -> None:
     from hpcsys.config import ContaminationSection
 

@@ -2,9 +2,9 @@
 
 Template ``i`` is built from ``K`` independent Gaussian random fields ``u_k``,
 each with the unit-variance spectrum of the family ``templates.families[k mod F]``
-(:func:`hpcsys.sims.spectra.template_cl`: a common normalisation, so every
-``u_k`` has pixel variance 1). The fields are mixed with the Cholesky factor
-``L`` of the requested correlation matrix ``R``,
+(:func:`hpcsys.sims.spectra.template_cl` with ``templates.ell_scale``: a
+common normalisation, so every ``u_k`` has pixel variance 1). The fields are
+mixed with the Cholesky factor ``L`` of the requested correlation matrix ``R``,
 
     t_i = sum_k L_ik u_k,    so that  E[t_i t_j] = (L L^T)_ij = R_ij
 
@@ -103,7 +103,7 @@ def draw_templates(
     L = np.linalg.cholesky(correlation_matrix(section))
     lmax = 3 * nside - 1
     fams = template_families(section)
-    spectra = {f: template_cl(f, lmax) for f in set(fams)}
+    spectra = {f: template_cl(f, lmax, section.ell_scale) for f in set(fams)}
     u = np.empty((len(fams), pixels.shape[0]))
     for k, f in enumerate(fams):
         u[k] = draw_gaussian(spectra[f], nside, rng)[pixels]
