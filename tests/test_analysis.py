@@ -79,7 +79,8 @@ def analysis_dir(run_h5, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(ANALYSIS))
         make_all = importlib.import_module("make_all")
-        rc = make_all.main([str(run_h5), "--out", str(out)])
+        # two worker processes (the pool path; validation then runs here)
+        rc = make_all.main([str(run_h5), "--out", str(out), "--jobs", "2"])
     assert rc == 0
     return out
 
@@ -282,6 +283,10 @@ def test_scripts_run_alone_and_refuse_bad_input(run_h5, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "missing.h5" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([sys.executable, str(ANALYSIS / "make_all.py"), str(run_h5),
+                           "--out", str(tmp_path), "--jobs", "0"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --jobs must be >= 1, got 0"
 
 
 # --------------------------------------------------------------------------- netCDF view
