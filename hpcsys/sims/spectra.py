@@ -50,10 +50,10 @@ __all__ = [
     "KIDS_TABLE",
     "SMAIL_Z0",
     "compute_kids_cl",
+    "large_scale_fraction",
     "legendre_w",
     "load_cl_table",
     "target_cl",
-    "large_scale_fraction",
     "template_cl",
 ]
 
