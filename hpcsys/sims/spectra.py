@@ -170,9 +170,9 @@ def large_scale_fraction(family: str, nside: int, ell_scale: float = 1.0) -> flo
 
     The maps are band-limited at ``lmax = 3 NSIDE - 1``, so a ``white``
     family has ``(4 NSIDE^2 - 4) / (9 NSIDE^2 - 4)``, about 4/9, of its variance
-    there (``C_0 = C_1 = 0``); a
-    family whose fraction is close to 4/9 is, at that NSIDE, indistinguishable
-    from pixel noise (at NSIDE 128, ``exp`` with ``ell_scale = 1`` has 0.52).
+    there (``C_0 = C_1 = 0``); a family whose fraction is close to 4/9 is, at
+    that NSIDE, indistinguishable from pixel noise (at NSIDE 128, ``exp`` with
+    ``ell_scale = 1`` has 0.52).
 
     Parameters
     ----------
