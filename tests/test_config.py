@@ -19,6 +19,12 @@ from hpcsys.config import (
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
+def _yaml_line(name: str, key: str) -> str:
+    """The line of ``configs/NAME.yaml`` that sets ``key`` (with its comment), or ''."""
+    lines = (CONFIGS / f"{name}.yaml").read_text().splitlines()
+    return next((ln for ln in lines if ln.strip().startswith(f"{key}:")), "")
+
+
 @pytest.mark.parametrize("name", ["ci", "quick", "paper"])
 def test_shipped_configs_are_valid_and_complete(name: str, tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / f"{name}.yaml")
@@ -40,16 +46,14 @@ def test_shipped_amplitudes_are_calibrated_or_say_why_not(name: str) -> None:
     from hpcsys.config import ContaminationSection
 
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    lines = (CONFIGS / f"{name}.yaml").read_text().splitlines()
     calibrated = ContaminationSection()
     for key in ("additive_amplitude", "multiplicative_amplitude"):
         value = getattr(cfg.contamination, key)
         if value == getattr(calibrated, key):
             continue
-        line = next((ln for ln in lines if ln.strip().startswith(f"{key}:")), "")
-        assert "# reason:" in line, (f"{name}.yaml: contamination.{key} = {value} differs from "
-                                     f"the calibrated {getattr(calibrated, key)} without a "
-                                     "'# reason:' comment")
+        assert "# reason:" in _yaml_line(name, key), (
+            f"{name}.yaml: contamination.{key} = {value} differs from the calibrated "
+            f"{getattr(calibrated, key)} without a '# reason:' comment")
 
 
 @pytest.mark.parametrize("name", ["ci", "quick", "paper"])
@@ -62,15 +66,13 @@ def test_shipped_template_families_are_distinct_at_their_nside_or_say_why_not(na
     cfg = load_config(CONFIGS / f"{name}.yaml")
     used = set(template_families(cfg.templates)) & {"exp", "gauss", "power2"}
     frac = {f: large_scale_fraction(f, cfg.sky.nside, cfg.templates.ell_scale) for f in used}
-    line = next((ln for ln in (CONFIGS / f"{name}.yaml").read_text().splitlines()
-                 if ln.strip().startswith("ell_scale:")), "")
-    assert min(frac.values()) >= 0.7 or "# reason:" in line, (name, frac)
+    assert min(frac.values()) >= 0.7 or "# reason:" in _yaml_line(name, "ell_scale"), (name, frac)
 
 
 def test_large_scale_fraction_separates_the_families_from_pixel_noise() -> None:
-    """White has (4 N^2 - 4) / (9 N^2 - 4) of its variance below 2 NSIDE (C_0 = C_1 = 0), about
-    4/9; the unscaled exp and gauss
-    are close to it at NSIDE 128 and recover their NSIDE-512 values with ell_scale 1/4."""
+    """White has (4 N^2 - 4) / (9 N^2 - 4), about 4/9, of its variance below 2 NSIDE
+    (C_0 = C_1 = 0); the unscaled exp and gauss are close to it at NSIDE 128 and recover
+    their NSIDE-512 values with ell_scale 1/4."""
     from hpcsys.sims.spectra import large_scale_fraction
 
     for nside in (16, 128, 512):
