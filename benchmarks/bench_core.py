@@ -7,7 +7,13 @@ Prints two tables:
    run; then the best of ``--repeat`` runs), with Newton iterations and the
    achieved rate of the exact-Hessian evaluation;
 2. one evaluation of :func:`hpcsys.core.likelihood.loglike` for 250 walkers
-   at 80k pixels (K = 25), with a flop estimate and the achieved GFLOP/s.
+   at 80k pixels (K = 25), with a flop estimate and the achieved GFLOP/s;
+3. the MCMC-comb walker kernel (:func:`hpcsys.methods.ensemble.combined_logpost`)
+   for one half-ensemble (125 walkers) at the paper footprint's 95 209 pixels,
+   beside the ``(2W x K) x (K x N)`` product alone in the same pixel chunks:
+   that product is the floor of the kernel (the element-wise work comes on
+   top), so ``floor s`` = 2 x ``--steps`` products is the least CPU time the
+   sampling of one ``--walkers`` x ``--steps`` chain can take on this core.
 
 Flop convention: a template sum ``a.t_p`` for ``W`` walkers is ``2 W K N``
 flops; element-wise work is counted as 10 flops per (walker, pixel) for the
@@ -17,6 +23,7 @@ Hessian's Gram matrices ``T diag(w) T^T`` cost ``2 K^2 N`` each.
 Usage::
 
     python benchmarks/bench_core.py [--sizes 20000 80000 300000] [--repeat 3]
+                                    [--kernel-npix 95209] [--steps 1500] [--kernel-only]
 
 Timings depend on what else runs on the machine: the load average is printed.
 """
@@ -127,17 +134,61 @@ def bench_walkers(npix, walkers, repeat):
                   f"{flops / best / 1e9:>8.1f}")
 
 
+def bench_mcmc_kernel(npix: int, walkers: int, steps: int, repeat: int) -> None:
+    from hpcsys.methods.ensemble import combined_logpost, pixel_chunks
+
+    delta, T, gen = problem(npix, seed=2)
+    chunks = pixel_chunks(np.asarray(delta), np.asarray(T))
+    half = walkers // 2
+    theta = np.zeros((half, 2 * K + 1))
+    theta[:, :K] = gen.normal(0, 0.02, (half, K))
+    theta[:, K:2 * K] = gen.normal(0, 0.005, (half, K))
+    theta[:, -1] = 0.3
+    theta = jnp.asarray(theta)
+
+    @jax.jit
+    def product_only(th, ch):  # the kernel's two template products and nothing else
+        def body(acc, xs):
+            t, _ = xs
+            return acc + jnp.sum(th[:, :K] @ t, axis=1) + jnp.sum(th[:, K:2 * K] @ t, axis=1), None
+        return jax.lax.scan(body, jnp.zeros(th.shape[0]), (ch.templates, ch.delta))[0]
+
+    flops = 2.0 * (2 * half) * K * npix
+    calls = 2 * steps  # two half-ensemble updates per step
+    print(f"\nMCMC-comb walker kernel: {half} walkers (half of {walkers}), {npix} pixels, K = {K}, "
+          f"chunks of {chunks.delta.shape[1]} (best of {repeat}); chain of {steps} steps = {calls} calls")
+    head = f"{'part':>24} {'ms/call':>8} {'GFLOP/s':>8} {'chain s':>8}"
+    print(head)
+    print("-" * len(head))
+    rows = (("(a; b).T products alone", product_only), ("combined_logpost", combined_logpost))
+    best = {}
+    for name, fn in rows:
+        _, best[name] = best_of(lambda f=fn: f(theta, chunks), repeat)
+        print(f"{name:>24} {best[name] * 1e3:>8.1f} {flops / best[name] / 1e9:>8.1f} "
+              f"{best[name] * calls:>8.1f}")
+    floor, kernel = best[rows[0][0]], best[rows[1][0]]
+    print(f"element-wise work on top of the products: {100 * (kernel / floor - 1):.0f} %; "
+          f"floor of the sampling: {floor * calls:.0f} s per chain on this core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 80_000, 300_000])
     parser.add_argument("--walkers", type=int, default=250)
     parser.add_argument("--walker-npix", type=int, default=80_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kernel-npix", type=int, default=95_209,
+                        help="pixels of the MCMC-comb kernel case (default: the paper footprint)")
+    parser.add_argument("--steps", type=int, default=1500, help="chain length for 'chain s'")
+    parser.add_argument("--kernel-only", action="store_true", help="only table 3")
     args = parser.parse_args()
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, float64, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    bench_walkers(args.walker_npix, args.walkers, args.repeat)
-    bench_fits(args.sizes, args.repeat)
+    if not args.kernel_only:
+        bench_walkers(args.walker_npix, args.walkers, args.repeat)
+    bench_mcmc_kernel(args.kernel_npix, args.walkers, args.steps, max(args.repeat, 5))
+    if not args.kernel_only:
+        bench_fits(args.sizes, args.repeat)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

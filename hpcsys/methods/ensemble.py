@@ -33,7 +33,13 @@ Likelihood evaluation (walkers ``W``, pixels ``N``, templates ``K``):
   ``O(K^2)`` instead of ``O(N K)``;
 * combined: pixels are processed in cache-sized chunks (``lax.scan``) so the
   ``(W, N)`` intermediates are never materialised; padding pixels have
-  ``t = 0, delta = 0`` and contribute exactly zero.
+  ``t = 0, delta = 0`` and contribute exactly zero. Per chunk, ``a.t`` and
+  ``b.t`` are two products (XLA fuses the first into the ``chi^2`` sum), the
+  Jacobian term is the log of products of :data:`LOG_GROUP` factors, and a
+  factor at or beyond the pole enters that product as NaN, which marks the
+  walker outside the domain without a separate pass over the factors. The
+  ``2 x W x K x N`` flops of the two products are the floor of the kernel
+  (``benchmarks/bench_core.py`` prints both).
 
 Both are compiled once per shape and are tested equal to
 :func:`hpcsys.core.likelihood.loglike`.
