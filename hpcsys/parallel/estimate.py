@@ -51,26 +51,31 @@ from hpcsys.config import Config
 __all__ = ["COST_CONSTANTS", "CostEstimate", "estimate_cost", "prepare_treecorr_runs"]
 
 #: CPU seconds per unit of work (see the module docstring), from benchmarks/calibrate.py.
-#: Measured 2026-12-02 with ``benchmarks/calibrate.py --run`` on a 2-rank run of
-#: configs/paper.yaml (4 realisations x 4 scenarios, NSIDE 512 KiDS-like footprint, 95209
-#: pixels, K = 25, 250 walkers x 1500 steps, float64, jax sampler) on the 2-vCPU
-#: development VM, one thread per rank and both cores busy: warm tasks 497-657 s (mean
-#: 590 s), fitted on realisations 0-1 of each scenario; the model is within -9 % / +21 %
-#: of the held-out realisations 2-3. The first task of each rank also compiled for ~346 s.
-#: c_add, c_tc_xi, prep_base and base_memory_mb: from the 2026-12-01 measurement.
+#: Measured 2026-12-02 (second measurement of that day, after the MCMC-comb kernel
+#: change) with ``benchmarks/calibrate.py --run`` on a 2-rank run of configs/paper.yaml
+#: (4 realisations x 4 scenarios, NSIDE 512 KiDS-like footprint, 95209 pixels, K = 25,
+#: 250 walkers x 1500 steps, float64, jax sampler) on the 2-vCPU development VM (AMD EPYC
+#: with AVX-512), one thread per rank and both cores busy: warm tasks 202-247 s, fitted
+#: on realisations 0-1 of each scenario; the model is within -10 % / +10 % of the
+#: held-out realisations 2-3. c_tc_xi: 3.73-3.84 s per template xi_ij TreeCorr run
+#: (benchmarks/bench_task.py, same day). The VM of the first 2026-12-02 measurement ran
+#: the same tasks in 497-657 s: the constants belong to a machine, and ``make bench``
+#: re-measures them. c_add, prep_base and base_memory_mb: from the 2026-12-01
+#: measurement; compile: the cold-cache compilation of that first 2026-12-02 run (the
+#: run above found most kernels in a warm cache).
 COST_CONSTANTS: dict[str, float] = {
-    "c_mock": 3.84e-7,  # s per full-sky pixel
-    "c_ols": 1.71e-7,  # s per (pixel x K^2), the sandwich of the residual included
-    "c_en": 3.02e-7,  # s per (pixel x K x (folds + 1) x l1 ratios)
-    "c_isd": 4.64e-7,  # s per (pixel x K) per iteration, harmonic binned-mean errors included
-    "c_step": 6.39e-3,  # s per sampler step (MCMC-add: scan, RNG, bookkeeping, its MLE start)
+    "c_mock": 2.2e-7,  # s per full-sky pixel
+    "c_ols": 1.04e-8,  # s per (pixel x K^2), the sandwich of the residual included
+    "c_en": 2.0e-7,  # s per (pixel x K x (folds + 1) x l1 ratios)
+    "c_isd": 1.41e-7,  # s per (pixel x K) per iteration, harmonic binned-mean errors included
+    "c_step": 2.92e-3,  # s per sampler step (MCMC-add: scan, RNG, bookkeeping, its MLE start)
     "c_add": 1.0e-9,  # s per (walker x K^2) per step
-    "c_comb": 3.83e-10,  # s per (pixel x K x walker) per step
-    "c_mle": 9.32e-8,  # s per (pixel x (P + 1)^2) per likelihood (fits, sandwich, Wald)
-    "c_jk": 5.48e-8,  # s per (pixel x (P + 1)^2) per likelihood
-    "c_tc": 9.1e-5,  # s per pixel per TreeCorr run of a task
-    "c_tc_xi": 7.1e-5,  # s per pixel per TreeCorr run of the template xi_ij
-    "fixed": 0.12,  # s per task (bookkeeping, task file)
+    "c_comb": 1.62e-10,  # s per (pixel x K x walker) per step
+    "c_mle": 2.14e-8,  # s per (pixel x (P + 1)^2) per likelihood (fits, sandwich, Wald)
+    "c_jk": 5.5e-9,  # s per (pixel x (P + 1)^2) per likelihood
+    "c_tc": 4.57e-5,  # s per pixel per TreeCorr run of a task
+    "c_tc_xi": 3.97e-5,  # s per pixel per TreeCorr run of the template xi_ij
+    "fixed": 0.053,  # s per task (bookkeeping, task file)
     "prep_base": 9.2e-6,  # s per full-sky pixel (footprint, spectra, templates, PCA)
     "compile": 346.0,  # s per rank, first task (JAX compilation, cold cache)
     "base_memory_mb": 700.0,  # Python + JAX + healpy + TreeCorr process
