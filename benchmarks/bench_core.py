@@ -1,6 +1,6 @@
 """Benchmark of the pure-JAX core: MLE fits and batched walker log-likelihoods.
 
-Prints two tables:
+Prints three tables (loglike, MCMC-comb kernel, then the fits):
 
 1. time per MLE fit (:func:`hpcsys.core.fit.fit_mle`) for every model x
    likelihood at K = 25 and 20k / 80k / 300k pixels (first call = compile +
@@ -12,8 +12,8 @@ Prints two tables:
    for one half-ensemble (125 walkers) at the paper footprint's 95 209 pixels,
    beside the ``(2W x K) x (K x N)`` product alone in the same pixel chunks:
    that product is the floor of the kernel (the element-wise work comes on
-   top), so ``floor s`` = 2 x ``--steps`` products is the least CPU time the
-   sampling of one ``--walkers`` x ``--steps`` chain can take on this core.
+   top), so the product's ``chain s`` (2 x ``--steps`` calls) is the least CPU
+   time the sampling of one ``--walkers`` x ``--steps`` chain can take on this core.
 
 Flop convention: a template sum ``a.t_p`` for ``W`` walkers is ``2 W K N``
 flops; element-wise work is counted as 10 flops per (walker, pixel) for the
